@@ -1,0 +1,1 @@
+"""管理考核 — assessment: timeliness, returns and citizen satisfaction per department."""

@@ -1,0 +1,1 @@
+"""网络派单 and 跟踪反馈 — network dispatch and tracking of work orders."""

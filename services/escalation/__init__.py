@@ -1,0 +1,1 @@
+"""统一指挥 — unified command: town → county → city, handing down, neighbour towns."""

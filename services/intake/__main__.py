@@ -1,0 +1,11 @@
+"""`python -m services.intake`: the intake service in the foreground."""
+
+import eventlet
+
+eventlet.monkey_patch()
+
+import sys  # noqa: E402
+
+from shared.runner import run  # noqa: E402
+
+sys.exit(run(["intake"]))

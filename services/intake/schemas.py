@@ -1,0 +1,86 @@
+"""The shape of a report (CONTRACT.md section 2, intake), checked field by field."""
+
+from __future__ import annotations
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from shared.fields import StrictInteger, Text
+
+CHANNELS = ("12345", "110", "119", "120", "app", "platform", "center")
+REQUEST_TYPES = (
+    "consultation",
+    "help",
+    "suggestion",
+    "supervision",
+    "complaint",
+    "report",
+    "emergency",
+)
+GRADES = ("I", "II", "III", "IV")
+PHONE = r"^\+?[0-9][0-9 \-]{2,30}$"
+
+
+class LocationSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    town = Text(required=True, validate=validate.Length(min=1, max=32))
+    address = Text(required=True, validate=validate.Length(min=1, max=500))
+    lat = fields.Float(validate=validate.Range(min=-90, max=90), allow_nan=False)
+    lon = fields.Float(validate=validate.Range(min=-180, max=180), allow_nan=False)
+
+
+class ReporterSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = Text(validate=validate.Length(min=1, max=100))
+    phone = Text(validate=validate.Regexp(PHONE, error="not a phone number"))
+
+
+class ReportSchema(Schema):
+    """A report as submitted. `self.context["network"]` checks codes against the network."""
+
+    class Meta:
+        unknown = RAISE
+
+    source_system = Text(required=True, validate=validate.Length(min=1, max=64))
+    external_id = Text(required=True, validate=validate.Length(min=1, max=128))
+    channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
+    category = Text(required=True, validate=validate.Length(min=1, max=64))
+    request_type = fields.String(required=True, validate=validate.OneOf(REQUEST_TYPES))
+    title = Text(required=True, validate=validate.Length(min=1, max=200))
+    description = Text(load_default="", validate=validate.Length(max=4000))
+    location = fields.Nested(LocationSchema, required=True)
+    reported_at = fields.AwareDateTime(required=True)
+    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    reporter = fields.Nested(ReporterSchema, allow_none=True, load_default=None)
+    crowd_size = StrictInteger(
+        allow_none=True, load_default=None, validate=validate.Range(0, 10_000_000)
+    )
+    casualties = StrictInteger(
+        allow_none=True, load_default=None, validate=validate.Range(0, 1_000_000)
+    )
+    grade = fields.String(allow_none=True, load_default=None, validate=validate.OneOf(GRADES))
+    # Beyond the contract: the center that took the report, when it is not the
+    # town itself (a county center's own intake, which may then assign down).
+    center = Text(allow_none=True, load_default=None, validate=validate.Length(min=1, max=32))
+
+    @validates_schema
+    def _known_codes(self, data: dict, **_) -> None:
+        network = self.context.get("network")
+        if network is None:
+            return
+        errors: dict[str, list[str]] = {}
+        if data.get("category") and data["category"] not in network.categories:
+            errors["category"] = ["unknown category"]
+        town = data.get("location", {}).get("town")
+        center = network.centers.get(town) if town else None
+        if town and (center is None or center.level != "town"):
+            errors["location.town"] = ["not a town center of the network"]
+        receiver = data.get("center")
+        if receiver and center is not None:
+            if receiver != town and not network.is_below(town, receiver):
+                errors["center"] = ["must be the town or a center above it"]
+        if errors:
+            raise ValidationError(errors)

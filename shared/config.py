@@ -1,0 +1,49 @@
+"""Configuration from the environment (CONTRACT.md section 1), with working defaults."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+SERVICES = ("intake", "dispatch", "escalation", "assessment")
+DEFAULT_METRICS_PORTS = {"intake": 9101, "dispatch": 9102, "escalation": 9103, "assessment": 9104}
+VAR_DIR = Path(os.environ.get("LINKAGE_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
+
+
+def amqp_uri() -> str:
+    return os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
+
+
+def database_url(service: str) -> str:
+    url = os.environ.get(f"{service.upper()}_DATABASE_URL")
+    if url:
+        return url
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{VAR_DIR / (service + '.db')}"
+
+
+def metrics_port(service: str, single: bool = True) -> int:
+    """`METRICS_PORT` wins for a process that runs one service."""
+    if single and os.environ.get("METRICS_PORT"):
+        return int(os.environ["METRICS_PORT"])
+    specific = os.environ.get(f"{service.upper()}_METRICS_PORT")
+    return int(specific) if specific else DEFAULT_METRICS_PORTS[service]
+
+
+def deadline_scan_s() -> float:
+    return float(os.environ.get("DEADLINE_SCAN_S", "5"))
+
+
+def queue_type() -> str:
+    """`quorum` in a production cluster (see deploy/rabbitmq/); `classic` by default."""
+    return os.environ.get("LINKAGE_QUEUE_TYPE", "classic")
+
+
+def nameko_config() -> dict:
+    return {
+        "AMQP_URI": amqp_uri(),
+        "LINKAGE_NETWORK": os.environ.get("LINKAGE_NETWORK"),
+        "max_workers": int(os.environ.get("LINKAGE_MAX_WORKERS", "10")),
+        "PARENT_CALLS_TRACKED": 10,
+        "HEARTBEAT": int(os.environ.get("AMQP_HEARTBEAT", "60")),
+    }

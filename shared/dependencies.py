@@ -1,0 +1,60 @@
+"""nameko dependencies every service declares: the network, and the RPC edge."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+from marshmallow import Schema
+from marshmallow import ValidationError as SchemaError
+from nameko.extensions import DependencyProvider
+from nameko.rpc import rpc
+
+from shared.db import retrying
+from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
+from shared.network import Network, load_network
+
+log = logging.getLogger(__name__)
+
+_networks: dict[str | None, Network] = {}
+
+
+def network_for(path: str | None) -> Network:
+    """The network of `path`, loaded once per process (services share it)."""
+    if path not in _networks:
+        _networks[path] = load_network(path)
+    return _networks[path]
+
+
+class NetworkProvider(DependencyProvider):
+    """The deployment's network (`LINKAGE_NETWORK`), validated at start-up."""
+
+    def setup(self) -> None:
+        self.network = network_for(self.container.config.get("LINKAGE_NETWORK"))
+
+    def get_dependency(self, worker_ctx) -> Network:
+        return self.network
+
+
+def validated(schema: Schema, data, **context) -> dict:
+    """Load `data` through `schema`, raising the contract's `ValidationError`."""
+    if not isinstance(data, dict):
+        raise ValidationError({"_schema": ["must be an object"]})
+    schema.context = context
+    try:
+        return schema.load(data)
+    except SchemaError as exc:
+        raise ValidationError(flatten_marshmallow(exc.messages)) from None
+
+
+def api(method):
+    """An RPC of the external API: domain errors reach the caller as the
+    contract's `RemoteError`s (nameko checks the arguments' shape first, as
+    `IncorrectSignature`), and transient database errors are retried, then
+    reported as `Unavailable`: never a success for what was not stored."""
+
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return retrying(lambda: method(self, *args, **kwargs))
+
+    return rpc(expected_exceptions=EXPECTED)(call)

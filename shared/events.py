@@ -1,0 +1,203 @@
+"""The event contracts (CONTRACT.md section 3): one schema per event.
+
+The sender dumps through the schema and every receiver loads through the same
+schema, so a payload that drifts from the contract is refused at both ends.
+Every event carries `event_id` (idempotent handling), `schema_version` and
+`occurred_at`. Events carry no personal data: a reporter's name and phone stay
+in intake's database.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from marshmallow import EXCLUDE, Schema, fields, validate
+from marshmallow import ValidationError as SchemaError
+
+SCHEMA_VERSION = 1
+
+ROLES = ("lead", "assist")
+RECIPIENTS = ("department", "duty_officer")
+DEADLINES = ("accept", "arrive")
+RATINGS = ("satisfied", "basically_satisfied", "dissatisfied")
+ESCALATION_REASONS = (
+    "crowd_size",
+    "grade",
+    "reinforcement",
+    "overdue",
+    "no_competent_unit",
+    "all_returned",
+    "manual",
+    "assign_down",
+    "neighbour",
+)
+
+
+class InvalidEvent(ValueError):
+    """A payload that does not match its contract: a poison message."""
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(Schema):
+    class Meta:
+        unknown = EXCLUDE  # newer producers may add fields
+
+    event_id = fields.String(required=True, validate=validate.Length(min=1, max=64))
+    schema_version = fields.Integer(required=True, validate=validate.Range(min=1))
+    occurred_at = fields.AwareDateTime(required=True)
+
+
+class IncidentReceived(Envelope):
+    incident_id = fields.String(required=True)
+    category = fields.String(required=True)
+    request_type = fields.String(required=True)
+    channel = fields.String(required=True)
+    town = fields.String(required=True)
+    center = fields.String(required=True)
+    title = fields.String(required=True)
+    crowd_size = fields.Integer(allow_none=True, load_default=None)
+    casualties = fields.Integer(allow_none=True, load_default=None)
+    grade = fields.String(allow_none=True, load_default=None)
+    reported_at = fields.AwareDateTime(required=True)
+    received_at = fields.AwareDateTime(required=True)
+
+
+class OrderEvent(Envelope):
+    order_id = fields.String(required=True)
+    incident_id = fields.String(required=True)
+    center = fields.String(required=True)
+    department = fields.String(required=True)
+    role = fields.String(required=True, validate=validate.OneOf(ROLES))
+    operator = fields.String(allow_none=True, load_default=None)
+    at = fields.AwareDateTime(required=True)
+
+
+class OrderDispatched(OrderEvent):
+    category = fields.String(required=True)
+    town = fields.String(required=True)
+    recipient = fields.String(required=True, validate=validate.OneOf(RECIPIENTS))
+    tier = fields.Integer(required=True)
+    accept_by = fields.AwareDateTime(required=True)
+    arrive_by = fields.AwareDateTime(required=True)
+    replaces = fields.String(allow_none=True, load_default=None)
+
+
+class OrderAccepted(OrderEvent):
+    pass
+
+
+class OrderReturned(OrderEvent):
+    reason = fields.String(required=True)
+    rerouted_to = fields.String(allow_none=True, load_default=None)
+    all_returned = fields.Boolean(required=True)
+    lead_role = fields.String(required=True)
+    served_role = fields.String(required=True)
+
+
+class OrderArrived(OrderEvent):
+    pass
+
+
+class OrderReported(OrderEvent):
+    note = fields.String(required=True)
+
+
+class OrderCompleted(OrderEvent):
+    result = fields.String(required=True)
+
+
+class OrderOverdue(OrderEvent):
+    deadline = fields.String(required=True, validate=validate.OneOf(DEADLINES))
+    due_at = fields.AwareDateTime(required=True)
+
+
+class ReinforcementRequested(OrderEvent):
+    reason = fields.String(required=True)
+    crowd_size = fields.Integer(allow_none=True, load_default=None)
+
+
+class IncidentEscalated(Envelope):
+    incident_id = fields.String(required=True)
+    from_center = fields.String(required=True)
+    to_center = fields.String(required=True)
+    reason = fields.String(required=True, validate=validate.OneOf(ESCALATION_REASONS))
+    operator = fields.String(allow_none=True, load_default=None)
+    # for `neighbour`: the towns whose units join as assists; command stays
+    assist_centers = fields.List(fields.String(), load_default=list)
+    category = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class IncidentAssignedDown(Envelope):
+    incident_id = fields.String(required=True)
+    from_center = fields.String(required=True)
+    to_center = fields.String(required=True)
+    reason = fields.String(load_default="assign_down")
+    operator = fields.String(required=True)
+    category = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class SatisfactionRecorded(Envelope):
+    incident_id = fields.String(required=True)
+    rating = fields.String(required=True, validate=validate.OneOf(RATINGS))
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
+    ("intake", "incident_received"): IncidentReceived,
+    ("dispatch", "order_dispatched"): OrderDispatched,
+    ("dispatch", "order_accepted"): OrderAccepted,
+    ("dispatch", "order_returned"): OrderReturned,
+    ("dispatch", "order_arrived"): OrderArrived,
+    ("dispatch", "order_reported"): OrderReported,
+    ("dispatch", "order_completed"): OrderCompleted,
+    ("dispatch", "order_overdue"): OrderOverdue,
+    ("dispatch", "reinforcement_requested"): ReinforcementRequested,
+    ("escalation", "incident_escalated"): IncidentEscalated,
+    ("escalation", "incident_assigned_down"): IncidentAssignedDown,
+    ("assessment", "satisfaction_recorded"): SatisfactionRecorded,
+}
+
+_SCHEMAS = {key: cls() for key, cls in CONTRACTS.items()}
+
+
+def _schema(source: str, event_type: str) -> Schema:
+    try:
+        return _SCHEMAS[(source, event_type)]
+    except KeyError:
+        raise InvalidEvent(f"no contract for {source}.{event_type}") from None
+
+
+def make_event(source: str, event_type: str, **data: Any) -> dict:
+    """A wire-ready payload: envelope added, checked and dumped by the contract."""
+    payload = {
+        "event_id": uuid.uuid4().hex,
+        "schema_version": SCHEMA_VERSION,
+        "occurred_at": utcnow(),
+        **data,
+    }
+    schema = _schema(source, event_type)
+    errors = schema.validate(schema.dump(payload))
+    if errors:
+        raise InvalidEvent(f"{source}.{event_type}: {errors}")
+    return schema.dump(payload)
+
+
+def load_event(source: str, event_type: str, payload: Any) -> dict:
+    """Validate a received payload; `InvalidEvent` marks it as poison."""
+    if not isinstance(payload, dict):
+        raise InvalidEvent(f"{source}.{event_type}: payload is not an object")
+    version = payload.get("schema_version")
+    if isinstance(version, int) and version > SCHEMA_VERSION:
+        raise InvalidEvent(f"{source}.{event_type}: schema_version {version} is newer than known")
+    try:
+        return _schema(source, event_type).load(payload)
+    except SchemaError as exc:
+        raise InvalidEvent(f"{source}.{event_type}: {exc.messages}") from None

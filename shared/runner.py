@@ -1,0 +1,111 @@
+"""Start services in the foreground: `python -m services.<name>` or `python -m services`.
+
+Before any service starts, the network file is validated (a bad file stops
+start-up with one message naming the entry), the broker topology is declared
+(waiting for a broker that is still coming up) and `/metrics` is served.
+SIGTERM and SIGINT stop the services gracefully: entrypoints stop taking work,
+workers in hand finish and commit, the outbox relay drains, then the process
+exits.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import signal
+import sys
+import time
+
+import eventlet
+from nameko.runners import ServiceRunner
+
+from shared import config
+from shared.dependencies import network_for
+from shared.messaging import declare_topology
+from shared.metrics import serve_metrics
+from shared.network import NetworkError
+
+log = logging.getLogger("linkage")
+
+
+def _service_classes(names: list[str]) -> list[type]:
+    from services.assessment.service import AssessmentService
+    from services.dispatch.service import DispatchService
+    from services.escalation.service import EscalationService
+    from services.intake.service import IntakeService
+
+    known = {
+        "intake": IntakeService,
+        "dispatch": DispatchService,
+        "escalation": EscalationService,
+        "assessment": AssessmentService,
+    }
+    return [known[name] for name in names]
+
+
+def _patch_postgres() -> None:
+    """psycopg2 must yield to eventlet instead of blocking the whole process."""
+    from psycogreen.eventlet import patch_psycopg
+
+    patch_psycopg()
+
+
+def _wait_for_broker(nameko_config: dict, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    delay = 0.5
+    while True:
+        try:
+            declare_topology(nameko_config)
+            return
+        except OSError as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("broker not reachable yet (%s); retrying", type(exc).__name__)
+            eventlet.sleep(delay)
+            delay = min(delay * 2, 5)
+
+
+def run(names: list[str]) -> int:
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
+    )
+    _patch_postgres()
+    nameko_config = config.nameko_config()
+    try:
+        network = network_for(nameko_config["LINKAGE_NETWORK"])
+    except NetworkError as exc:
+        print(f"linkage: {exc}", file=sys.stderr)
+        return 2
+    log.info(
+        "network: %d centers, %d departments, %d categories",
+        len(network.centers),
+        len(network.departments),
+        len(network.categories),
+    )
+    _wait_for_broker(nameko_config)
+    serve_metrics(config.metrics_port(names[0], single=len(names) == 1))
+
+    runner = ServiceRunner(nameko_config)
+    for cls in _service_classes(names):
+        runner.add_service(cls)
+
+    def shutdown(signum, frame):
+        # signal handlers run in the main loop and cannot block on eventlet
+        eventlet.spawn_n(runner.stop)
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    runner.start()
+    log.info("running: %s", ", ".join(names))
+    waiter = eventlet.spawn(runner.wait)
+    while True:
+        try:
+            waiter.wait()
+            break
+        except OSError as exc:
+            if exc.errno != errno.EINTR:
+                raise
+    log.info("stopped: %s", ", ".join(names))
+    return 0
