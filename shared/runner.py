@@ -44,6 +44,15 @@ def _service_classes(names: list[str]) -> list[type]:
     return [known[name] for name in names]
 
 
+class _ExpectedErrorsWithoutTrace(logging.Filter):
+    """A caller's bad argument is logged as one line, not a traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("(expected) error"):
+            record.exc_info = None
+        return True
+
+
 def _patch_postgres() -> None:
     """psycopg2 must yield to eventlet instead of blocking the whole process."""
     from psycogreen.eventlet import patch_psycopg
@@ -71,6 +80,7 @@ def run(names: list[str]) -> int:
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
+    logging.getLogger("nameko.containers").addFilter(_ExpectedErrorsWithoutTrace())
     _patch_postgres()
     nameko_config = config.nameko_config()
     try:
