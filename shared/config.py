@@ -46,4 +46,5 @@ def nameko_config() -> dict:
         "max_workers": int(os.environ.get("LINKAGE_MAX_WORKERS", "10")),
         "PARENT_CALLS_TRACKED": 10,
         "HEARTBEAT": int(os.environ.get("AMQP_HEARTBEAT", "60")),
+        "DEADLINE_SCAN_S": deadline_scan_s(),
     }

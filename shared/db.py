@@ -15,11 +15,12 @@ import json
 import logging
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 
 import eventlet
 import eventlet.event
+import eventlet.semaphore
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger,
@@ -206,7 +207,7 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with Session(self._provider.engine, expire_on_commit=False) as session:
+        with self._provider.session() as session:
             yield session
 
 
@@ -231,6 +232,14 @@ class Database(DependencyProvider):
             self.container.service_name
         ) or config.database_url(self.container.service_name)
         self.engine = make_engine(self.url)
+        # sqlite3 waits for a lock inside C, blocking every green thread of the
+        # process; one green lock per process keeps its sessions from meeting
+        # there. PostgreSQL (psycogreen) needs none.
+        self._serial = (
+            eventlet.semaphore.Semaphore(1)
+            if self.engine.dialect.name == "sqlite"
+            else nullcontext()
+        )
 
     def start(self) -> None:
         wait_for_schema(self.engine, self.metadata)
@@ -244,14 +253,17 @@ class Database(DependencyProvider):
         return Store(self)
 
     @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session holding the process's turn on SQLite (see `setup`)."""
+        with self._serial, Session(self.engine, expire_on_commit=False) as session:
+            yield session
+
+    @contextmanager
     def transaction(self) -> Iterator[Transaction]:
-        session = Session(self.engine, expire_on_commit=False)
-        tx = Transaction(session, self.container.service_name, self.outbox, self.processed)
-        try:
+        with self.session() as session:
+            tx = Transaction(session, self.container.service_name, self.outbox, self.processed)
             with session.begin():
                 yield tx
-        finally:
-            session.close()
         if tx.emitted:
             for callback in self.on_commit:
                 callback()

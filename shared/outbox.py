@@ -25,7 +25,6 @@ from kombu import Connection
 from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
 
 from shared.db import Database
 from shared.metrics import OUTBOX_FAILURES, OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_UNROUTED
@@ -95,33 +94,48 @@ class OutboxRelay(DependencyProvider):
 
     def relay_once(self) -> int:
         """Publish one batch of pending events; how many were published."""
+        if self.database.engine.dialect.name == "postgresql":
+            return self._relay_locked()
+        return self._relay_serial()
+
+    def _pending_query(self):
         outbox = self.database.outbox
-        engine = self.database.engine
-        with Session(engine) as session, session.begin():
-            query = (
-                select(outbox.c.id, outbox.c.source, outbox.c.event_type, outbox.c.payload)
-                .where(outbox.c.published_at.is_(None))
-                .order_by(outbox.c.id)
-                .limit(self.batch_size)
-            )
-            if engine.dialect.name == "postgresql":
-                query = query.with_for_update(skip_locked=True)
-            rows = session.execute(query).all()
-            published = []
+        return (
+            select(outbox.c.id, outbox.c.source, outbox.c.event_type, outbox.c.payload)
+            .where(outbox.c.published_at.is_(None))
+            .order_by(outbox.c.id)
+            .limit(self.batch_size)
+        )
+
+    def _relay_locked(self) -> int:
+        """PostgreSQL: rows stay locked while published, so instances share the work."""
+        with self.database.session() as session, session.begin():
+            rows = session.execute(self._pending_query().with_for_update(skip_locked=True)).all()
             for row in rows:
                 self._publish(row.source, row.event_type, json.loads(row.payload))
-                published.append(row.id)
-            if published:
-                session.execute(
-                    update(outbox)
-                    .where(outbox.c.id.in_(published))
-                    .values(published_at=datetime.now(UTC))
-                )
-            pending = session.execute(
-                select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
-            ).scalar_one()
-        OUTBOX_PENDING.labels(self.container.service_name).set(max(pending - len(published), 0))
-        return len(published)
+            self._mark(session, [row.id for row in rows])
+        return len(rows)
+
+    def _relay_serial(self) -> int:
+        """SQLite: never hold the file's lock across network I/O; read, publish, mark."""
+        with self.database.session() as session, session.begin():
+            rows = session.execute(self._pending_query()).all()
+        for row in rows:
+            self._publish(row.source, row.event_type, json.loads(row.payload))
+        with self.database.session() as session, session.begin():
+            self._mark(session, [row.id for row in rows])
+        return len(rows)
+
+    def _mark(self, session, ids: list[int]) -> None:
+        outbox = self.database.outbox
+        if ids:
+            session.execute(
+                update(outbox).where(outbox.c.id.in_(ids)).values(published_at=datetime.now(UTC))
+            )
+        pending = session.execute(
+            select(func.count()).select_from(outbox).where(outbox.c.published_at.is_(None))
+        ).scalar_one()
+        OUTBOX_PENDING.labels(self.container.service_name).set(pending)
 
     def _publish(self, source: str, event_type: str, payload: dict) -> None:
         producer = self._get_producer()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from nameko.timer import timer
 from sqlalchemy import func, or_, select, update
 
 from services.dispatch import routing
@@ -36,6 +35,7 @@ from shared.ids import new_id
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import OutboxRelay
+from shared.timers import every
 
 log = logging.getLogger(__name__)
 
@@ -324,7 +324,7 @@ class DispatchService:
 
     # -- deadlines ----------------------------------------------------------
 
-    @timer(interval=config.deadline_scan_s())
+    @every("DEADLINE_SCAN_S", config.deadline_scan_s())
     def scan_deadlines(self) -> None:
         """Marks late orders overdue and announces `order_overdue` once per order
         and deadline, also with several dispatch instances scanning at once."""

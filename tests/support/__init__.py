@@ -1,0 +1,1 @@
+"""Test support: real RabbitMQ vhosts, real databases, services in and out of process."""
