@@ -47,4 +47,5 @@ def nameko_config() -> dict:
         "PARENT_CALLS_TRACKED": 10,
         "HEARTBEAT": int(os.environ.get("AMQP_HEARTBEAT", "60")),
         "DEADLINE_SCAN_S": deadline_scan_s(),
+        "ASSESSMENT_GAUGES_S": float(os.environ.get("ASSESSMENT_GAUGES_S", "15")),
     }

@@ -5,10 +5,11 @@ from __future__ import annotations
 import functools
 import logging
 
+from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 from nameko.extensions import DependencyProvider
-from nameko.rpc import rpc
+from nameko.rpc import Rpc, RpcConsumer
 
 from shared.db import retrying
 from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
@@ -47,6 +48,26 @@ def validated(schema: Schema, data, **context) -> dict:
         raise ValidationError(flatten_marshmallow(exc.messages)) from None
 
 
+class ResilientRpcConsumer(RpcConsumer):
+    """nameko kills the whole service when a reply cannot be published (the
+    broker restarted under a worker). The reply's queue belonged to the
+    caller's connection, which the restart closed too, so nobody is waiting
+    for it: log and carry on. The request was not acked, so the broker
+    delivers it again and the caller, retrying, gets its answer (submissions
+    are idempotent on source and external id)."""
+
+    def handle_result(self, message, result, exc_info):
+        try:
+            return super().handle_result(message, result, exc_info)
+        except (BrokerError, OSError) as exc:
+            log.warning("reply not sent, broker connection lost (%s)", type(exc).__name__)
+            return result, exc_info
+
+
+class ResilientRpc(Rpc):
+    rpc_consumer = ResilientRpcConsumer()
+
+
 def api(method):
     """An RPC of the external API: domain errors reach the caller as the
     contract's `RemoteError`s (nameko checks the arguments' shape first, as
@@ -57,4 +78,4 @@ def api(method):
     def call(self, *args, **kwargs):
         return retrying(lambda: method(self, *args, **kwargs))
 
-    return rpc(expected_exceptions=EXPECTED)(call)
+    return ResilientRpc.decorator(expected_exceptions=EXPECTED)(call)

@@ -60,7 +60,9 @@ def network_file(tmp_path):
     def make(**changes) -> str:
         network = copy.deepcopy(sample_network())
         network.update(changes)
-        return write_network(tmp_path / f"network-{len(list(tmp_path.glob('network-*')))}.yaml", network)
+        return write_network(
+            tmp_path / f"network-{len(list(tmp_path.glob('network-*')))}.yaml", network
+        )
 
     return make
 

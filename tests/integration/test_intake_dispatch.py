@@ -16,7 +16,11 @@ pytestmark = pytest.mark.integration
 
 def orders_of(rpc, incident_id, expected: int):
     return wait_for(
-        lambda: (found := rpc.dispatch.list_orders(incident_id=incident_id)) and len(found) >= expected and found,
+        lambda: (
+            (found := rpc.dispatch.list_orders(incident_id=incident_id))
+            and len(found) >= expected
+            and found
+        ),
         message=f"{expected} orders for {incident_id}",
     )
 
@@ -25,7 +29,9 @@ def count_incidents(url: str) -> int:
     engine = create_engine(url)
     try:
         with engine.connect() as connection:
-            return connection.execute(select(func.count()).select_from(Incident.__table__)).scalar_one()
+            return connection.execute(
+                select(func.count()).select_from(Incident.__table__)
+            ).scalar_one()
     finally:
         engine.dispose()
 
@@ -131,9 +137,11 @@ def test_an_order_is_tracked_from_acceptance_to_completion(run_services, rpc, ta
     assert [h["action"] for h in history] == ["dispatch", "accept", "arrive", "report", "complete"]
     assert all(h["operator"] == "op-water" for h in history[1:])
     kinds = wait_for(
-        lambda: {k for k, _ in events.drain()}
-        >= {"order_accepted", "order_arrived", "order_reported", "order_completed"}
-        and [k for k, _ in events.events],
+        lambda: (
+            {k for k, _ in events.drain()}
+            >= {"order_accepted", "order_arrived", "order_reported", "order_completed"}
+            and [k for k, _ in events.events]
+        ),
     )
     assert kinds.count("order_completed") == 1
 
@@ -149,7 +157,11 @@ def test_a_returned_order_goes_to_the_next_competent_unit_then_reports_all_retur
     assert returned["status"] == "returned" and returned["returns"] == 1
 
     second = wait_for(
-        lambda: [o for o in rpc.dispatch.list_orders(incident_id=incident, status="dispatched") if o["role"] == "lead"]
+        lambda: [
+            o
+            for o in rpc.dispatch.list_orders(incident_id=incident, status="dispatched")
+            if o["role"] == "lead"
+        ]
     )[0]
     assert second["department"] != first["department"] and second["replaces"] == first["order_id"]
     rpc.dispatch.return_order(second["order_id"], "op-2", "也不归我们")
@@ -179,7 +191,9 @@ def test_bad_lifecycle_arguments_are_validation_errors(run_services, rpc):
 def test_late_orders_are_marked_overdue_once_even_with_two_scanners(
     run_services, rpc, tap, network_file
 ):
-    tiny = network_file(deadlines_s={"accept": 1, "arrive_tier1": 2, "arrive_tier2": 2, "overdue_grace": 60})
+    tiny = network_file(
+        deadlines_s={"accept": 1, "arrive_tier1": 2, "arrive_tier2": 2, "overdue_grace": 60}
+    )
     run_services(IntakeService, DispatchService, LINKAGE_NETWORK=tiny)
     run_services(DispatchService, LINKAGE_NETWORK=tiny)
     overdue = tap("dispatch", "order_overdue")

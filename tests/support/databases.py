@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from sqlalchemy import create_engine, text
+from sqlalchemy.pool import NullPool
 
 from shared.config import SERVICES
 
@@ -21,7 +22,7 @@ def database_urls(backend: str, tmp_path: Path) -> Iterator[dict[str, str]]:
         yield {name: f"sqlite:///{tmp_path / (name + '.db')}" for name in SERVICES}
         return
     prefix = f"t_{uuid.uuid4().hex[:10]}"
-    engine = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT")
+    engine = create_engine(POSTGRES_ADMIN, isolation_level="AUTOCOMMIT", poolclass=NullPool)
     try:
         with engine.connect() as connection:
             for name in SERVICES:

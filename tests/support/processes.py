@@ -29,7 +29,7 @@ class ServiceProcess:
         self.log_path = log_dir / f"{name}{tag}.log"
         self.process: subprocess.Popen | None = None
 
-    def start(self) -> "ServiceProcess":
+    def start(self) -> ServiceProcess:
         env = {**os.environ, **self.env, "METRICS_PORT": str(self.port), "PYTHONUNBUFFERED": "1"}
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
@@ -46,7 +46,9 @@ class ServiceProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited with {self.process.returncode}:\n{self.log()}")
+                raise RuntimeError(
+                    f"{self.name} exited with {self.process.returncode}:\n{self.log()}"
+                )
             try:
                 if requests.get(self.metrics_url, timeout=1).ok and "running:" in self.log():
                     return
@@ -95,8 +97,10 @@ class Platform:
         self.processes: list[ServiceProcess] = []
 
     def start(self, *names: str, tag: str = "") -> list[ServiceProcess]:
-        started = [ServiceProcess(n, self.env, self.log_dir, tag or f"-{len(self.processes) + i}").start()
-                   for i, n in enumerate(names)]
+        started = [
+            ServiceProcess(n, self.env, self.log_dir, tag or f"-{len(self.processes) + i}").start()
+            for i, n in enumerate(names)
+        ]
         for process in started:
             process.wait_ready()
         self.processes.extend(started)
@@ -113,4 +117,6 @@ class Platform:
                 process.kill()
 
     def logs(self) -> str:
-        return "\n".join(f"--- {p.name} ({p.log_path.name})\n{p.log()[-4000:]}" for p in self.processes)
+        return "\n".join(
+            f"--- {p.name} ({p.log_path.name})\n{p.log()[-4000:]}" for p in self.processes
+        )

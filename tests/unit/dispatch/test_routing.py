@@ -88,7 +88,9 @@ def test_a_returned_order_goes_to_the_next_holder_then_nowhere(network):
     assert len(holders) >= 2
     nxt = routing.reroute("construction", "lead", DONGSHAN, network, WORKING, tried=holders[:1])
     assert nxt.department == holders[1] and nxt.role == "lead"
-    assert routing.reroute("construction", "lead", DONGSHAN, network, WORKING, tried=holders) is None
+    assert (
+        routing.reroute("construction", "lead", DONGSHAN, network, WORKING, tried=holders) is None
+    )
 
 
 def test_neighbour_towns_units_of_the_lead_role_join_as_assists(network):

@@ -1,6 +1,6 @@
 """Working hours in the network's timezone: weekends, holidays, worked weekend days."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -39,6 +39,6 @@ def test_working_time(network, at, working):
 
 def test_hours_are_judged_in_the_networks_timezone(network):
     # 00:31 UTC is 08:31 in Shanghai on a Monday
-    assert network.is_working_time(datetime(2026, 11, 30, 0, 31, tzinfo=timezone.utc))
+    assert network.is_working_time(datetime(2026, 11, 30, 0, 31, tzinfo=UTC))
     # 09:31 UTC is 17:31 in Shanghai
-    assert not network.is_working_time(datetime(2026, 11, 30, 9, 31, tzinfo=timezone.utc))
+    assert not network.is_working_time(datetime(2026, 11, 30, 9, 31, tzinfo=UTC))

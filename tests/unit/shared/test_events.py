@@ -1,12 +1,12 @@
 """Event contracts: what is sent is what every receiver can load."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
 from shared.events import InvalidEvent, load_event, make_event
 
-AT = datetime(2026, 11, 27, 1, 15, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 27, 1, 15, tzinfo=UTC)
 
 
 def test_a_made_event_loads_back_with_its_envelope():
@@ -51,5 +51,11 @@ def test_a_payload_off_its_contract_is_poison(payload):
 
 def test_a_sender_cannot_emit_what_the_contract_refuses():
     with pytest.raises(InvalidEvent):
-        make_event("assessment", "satisfaction_recorded", incident_id="i", rating="meh", operator="o", at=AT)
-
+        make_event(
+            "assessment",
+            "satisfaction_recorded",
+            incident_id="i",
+            rating="meh",
+            operator="o",
+            at=AT,
+        )

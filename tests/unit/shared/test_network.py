@@ -91,7 +91,14 @@ def broken(mutate) -> dict:
         ),
         (
             lambda n: n["departments"].append(
-                {"code": "ghost", "center": "000", "name": "无", "roles": ["water"], "tier": 1, "duty": "24h"}
+                {
+                    "code": "ghost",
+                    "center": "000",
+                    "name": "无",
+                    "roles": ["water"],
+                    "tier": 1,
+                    "duty": "24h",
+                }
             ),
             "department ghost: unknown center 000",
         ),
@@ -104,7 +111,11 @@ def test_a_bad_network_is_refused_with_a_message_naming_the_entry(mutate, messag
 
 
 def test_a_service_does_not_start_on_a_bad_network(tmp_path):
-    raw = broken(lambda n: n["centers"].append({"code": "999", "name": "X镇", "level": "town", "parent": "404"}))
+    raw = broken(
+        lambda n: n["centers"].append(
+            {"code": "999", "name": "X镇", "level": "town", "parent": "404"}
+        )
+    )
     path = write_network(tmp_path / "bad.yaml", raw)
     done = subprocess.run(
         [sys.executable, "-m", "services.dispatch"],
