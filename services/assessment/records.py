@@ -1,0 +1,265 @@
+"""What assessment remembers: one record per work order, ratings, command moves.
+
+Events reach assessment on separate queues, so they arrive in any order and,
+after a redelivery, twice. Each event therefore contributes only its own
+*facts* (`order_facts`), and facts are combined by `merge`, which keeps the
+least value reported for each field. That rule is commutative, associative
+and idempotent, so any order of arrival, with any duplicates, ends in the same
+record; rates are computed from these stored facts only when asked
+(services/assessment/scoring.py). Nothing waits for an earlier event: an
+`order_accepted` met before its `order_dispatched` simply starts the record.
+
+A rating (回访) is one per incident: the latest (`at`, then `event_id` to break
+a tie) wins, whoever applies it first (`is_newer`).
+
+`Ledger` applies whole events in memory with exactly these functions; the
+service applies the same functions to database rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+ORDER_EVENTS = (
+    "order_dispatched",
+    "order_accepted",
+    "order_returned",
+    "order_arrived",
+    "order_reported",
+    "order_completed",
+    "order_overdue",
+)
+# Moves of command that are not an escalation: a neighbour's units join as
+# assists (command stays), or a county hands an incident down (下派).
+NOT_ESCALATIONS = ("neighbour", "assign_down")
+SATISFIED = ("satisfied", "basically_satisfied")
+
+_IDENTITY = ("order_id", "incident_id", "center", "department", "role")
+_DISPATCH_FACTS = ("category", "tier", "recipient", "replaces", "accept_by", "arrive_by")
+_DONE_AT = {
+    "order_accepted": "accepted_at",
+    "order_returned": "returned_at",
+    "order_arrived": "arrived_at",
+    "order_reported": "reported_at",
+    "order_completed": "completed_at",
+}
+
+
+@dataclass
+class OrderRecord:
+    """考核记录: the facts about one work order that assessment needs.
+
+    Only the identity is known for sure; every other field stays None until
+    the event that carries it arrives.
+    """
+
+    order_id: str
+    incident_id: str
+    center: str
+    department: str
+    role: str
+    category: str | None = None
+    tier: int | None = None
+    recipient: str | None = None
+    replaces: str | None = None
+    dispatched_at: datetime | None = None
+    accept_by: datetime | None = None
+    arrive_by: datetime | None = None
+    accepted_at: datetime | None = None
+    arrived_at: datetime | None = None
+    reported_at: datetime | None = None  # first on-scene feedback
+    completed_at: datetime | None = None
+    returned_at: datetime | None = None
+    accept_overdue_at: datetime | None = None  # when dispatch announced it overdue
+    arrive_overdue_at: datetime | None = None
+
+    @property
+    def returned(self) -> bool:
+        return self.returned_at is not None
+
+    @property
+    def completed(self) -> bool:
+        return self.completed_at is not None
+
+    @property
+    def overdue(self) -> bool:
+        """Dispatch announced a missed deadline (`order_overdue`)."""
+        return self.accept_overdue_at is not None or self.arrive_overdue_at is not None
+
+    @property
+    def time_to_accept_s(self) -> float | None:
+        return _seconds(self.dispatched_at, self.accepted_at)
+
+    @property
+    def time_to_arrive_s(self) -> float | None:
+        return _seconds(self.dispatched_at, self.arrived_at)
+
+    @property
+    def time_to_complete_s(self) -> float | None:
+        return _seconds(self.dispatched_at, self.completed_at)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> OrderRecord:
+        return cls(**{name: values.get(name) for name in RECORD_FIELDS})
+
+
+RECORD_FIELDS = tuple(f.name for f in fields(OrderRecord))
+
+
+@dataclass(frozen=True)
+class Rating:
+    """群众满意度回访: the citizen's rating of how an incident was handled."""
+
+    incident_id: str
+    rating: str
+    operator: str
+    at: datetime
+    event_id: str
+
+    @property
+    def satisfied(self) -> bool:
+        """`satisfied` and `basically_satisfied` both count as satisfied (满意+基本满意)."""
+        return self.rating in SATISFIED
+
+
+@dataclass(frozen=True)
+class CommandMove:
+    """One step of an incident's command chain (`incident_escalated`/`assigned_down`)."""
+
+    event_id: str
+    incident_id: str
+    from_center: str
+    to_center: str
+    reason: str
+    at: datetime
+
+    @property
+    def is_escalation(self) -> bool:
+        """Command went up from `from_center` (升级/上报)."""
+        return self.reason not in NOT_ESCALATIONS and self.from_center != self.to_center
+
+
+@dataclass(frozen=True)
+class IncidentFacts:
+    incident_id: str
+    center: str
+    category: str
+    received_at: datetime
+
+
+def _seconds(start: datetime | None, end: datetime | None) -> float | None:
+    if start is None or end is None:
+        return None
+    return (end - start).total_seconds()
+
+
+def order_facts(event_type: str, event: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of an order's record that one (loaded) order event sets."""
+    facts = {name: event[name] for name in _IDENTITY}
+    if event_type == "order_dispatched":
+        facts["dispatched_at"] = event["at"]
+        facts.update({name: event[name] for name in _DISPATCH_FACTS})
+    elif event_type == "order_overdue":
+        facts[f"{event['deadline']}_overdue_at"] = event["at"]
+    elif event_type in _DONE_AT:
+        facts[_DONE_AT[event_type]] = event["at"]
+    else:
+        raise ValueError(f"{event_type} is not an order event")
+    return facts
+
+
+def merge(current: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` with `facts` added: each field keeps the least value reported.
+
+    Every event of one order carries the same identity and the same dispatch
+    facts, so the rule only decides between timestamps, where it keeps the
+    first (a second on-scene report does not move `reported_at`). Being a
+    minimum, the result does not depend on the order of merges or on repeats.
+    """
+    merged = dict(current or {})
+    for name, value in facts.items():
+        if value is None:
+            continue
+        old = merged.get(name)
+        merged[name] = value if old is None else min(old, value)
+    return merged
+
+
+def is_newer(candidate: Rating, current: Rating | None) -> bool:
+    """Whether `candidate` replaces `current` as the incident's one rating."""
+    if current is None:
+        return True
+    return (candidate.at, candidate.event_id) > (current.at, current.event_id)
+
+
+def rating_from_event(event: Mapping[str, Any]) -> Rating:
+    return Rating(
+        incident_id=event["incident_id"],
+        rating=event["rating"],
+        operator=event["operator"],
+        at=event["at"],
+        event_id=event["event_id"],
+    )
+
+
+def move_from_event(event_type: str, event: Mapping[str, Any]) -> CommandMove:
+    reason = event.get("reason") or (
+        "assign_down" if event_type == "incident_assigned_down" else ""
+    )
+    return CommandMove(
+        event_id=event["event_id"],
+        incident_id=event["incident_id"],
+        from_center=event["from_center"],
+        to_center=event["to_center"],
+        reason=reason,
+        at=event["at"],
+    )
+
+
+@dataclass
+class Ledger:
+    """Assessment's facts held in memory, built with the service's own rules.
+
+    Used by tests and tools to compute what the service must answer for a
+    given set of events, in whatever order and however often they come.
+    """
+
+    incidents: dict[str, IncidentFacts] = field(default_factory=dict)
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    moves: dict[str, CommandMove] = field(default_factory=dict)
+    ratings: dict[str, Rating] = field(default_factory=dict)
+
+    def apply(self, source: str, event_type: str, event: Mapping[str, Any]) -> None:
+        """Apply one event that has been loaded through its contract."""
+        if (source, event_type) == ("intake", "incident_received"):
+            self.incidents.setdefault(
+                event["incident_id"],
+                IncidentFacts(
+                    event["incident_id"], event["center"], event["category"], event["received_at"]
+                ),
+            )
+        elif source == "dispatch" and event_type in ORDER_EVENTS:
+            order_id = event["order_id"]
+            self.orders[order_id] = merge(self.orders.get(order_id), order_facts(event_type, event))
+        elif source == "escalation" and event_type in (
+            "incident_escalated",
+            "incident_assigned_down",
+        ):
+            move = move_from_event(event_type, event)
+            self.moves[move.event_id] = move
+        elif (source, event_type) == ("assessment", "satisfaction_recorded"):
+            rating = rating_from_event(event)
+            if is_newer(rating, self.ratings.get(rating.incident_id)):
+                self.ratings[rating.incident_id] = rating
+        # other events carry nothing assessment scores
+
+    def apply_all(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Ledger:
+        for source, event_type, event in events:
+            self.apply(source, event_type, event)
+        return self
+
+    def records(self) -> list[OrderRecord]:
+        return [OrderRecord.from_mapping(values) for values in self.orders.values()]

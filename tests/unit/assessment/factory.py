@@ -1,0 +1,207 @@
+"""Events for assessment tests, built and dumped through the real contracts.
+
+Each helper returns `(source, event_type, payload)` triples with the payload
+exactly as it travels on the wire (`shared.events.make_event`), so a test can
+publish them to RabbitMQ or replay them in memory through `replay`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from services.assessment.records import Ledger
+from shared.events import load_event, make_event
+
+Event = tuple[str, str, dict]
+
+ACCEPT_S = 300
+ARRIVE_S = {1: 1800, 2: 2400}
+
+
+def incident_received(incident_id: str, center: str, at: datetime) -> Event:
+    payload = make_event(
+        "intake",
+        "incident_received",
+        incident_id=incident_id,
+        category="water.burst_main",
+        request_type="help",
+        channel="12345",
+        town=center,
+        center=center,
+        title="主街自来水管破裂",
+        reported_at=at,
+        received_at=at,
+    )
+    return ("intake", "incident_received", payload)
+
+
+def order_story(
+    order_id: str,
+    incident_id: str,
+    department: str,
+    dispatched_at: datetime,
+    *,
+    center: str,
+    role: str = "lead",
+    tier: int = 1,
+    accept: float | None = None,
+    arrive: float | None = None,
+    complete: float | None = None,
+    returned: float | None = None,
+    reports: Sequence[float] = (),
+    overdue: Sequence[str] = (),
+) -> list[Event]:
+    """The events of one order; times are seconds after dispatch."""
+
+    def at(seconds: float) -> datetime:
+        return dispatched_at + timedelta(seconds=seconds)
+
+    common = {
+        "order_id": order_id,
+        "incident_id": incident_id,
+        "center": center,
+        "department": department,
+        "role": role,
+    }
+
+    def event(event_type: str, seconds: float, operator: str | None = "op", **data) -> Event:
+        payload = make_event(
+            "dispatch", event_type, **common, operator=operator, at=at(seconds), **data
+        )
+        return ("dispatch", event_type, payload)
+
+    due = {"accept": at(ACCEPT_S), "arrive": at(ARRIVE_S[tier])}
+    events = [
+        event(
+            "order_dispatched",
+            0,
+            operator=None,
+            category="water.burst_main",
+            town=center,
+            recipient="department",
+            tier=tier,
+            accept_by=due["accept"],
+            arrive_by=due["arrive"],
+            replaces=None,
+        )
+    ]
+    if accept is not None:
+        events.append(event("order_accepted", accept))
+    if returned is not None:
+        events.append(
+            event(
+                "order_returned",
+                returned,
+                reason="不属于本单位职责",
+                rerouted_to=None,
+                all_returned=False,
+                lead_role="water",
+                served_role="water",
+            )
+        )
+    if arrive is not None:
+        events.append(event("order_arrived", arrive))
+    for seconds in reports:
+        events.append(event("order_reported", seconds, note="现场已控制"))
+    if complete is not None:
+        events.append(event("order_completed", complete, result="已处置"))
+    for deadline in overdue:
+        seconds = (due[deadline] - dispatched_at).total_seconds() + 1
+        events.append(
+            event("order_overdue", seconds, operator=None, deadline=deadline, due_at=due[deadline])
+        )
+    return events
+
+
+def rating(incident_id: str, value: str, at: datetime, operator: str = "op-callback") -> Event:
+    payload = make_event(
+        "assessment",
+        "satisfaction_recorded",
+        incident_id=incident_id,
+        rating=value,
+        operator=operator,
+        at=at,
+    )
+    return ("assessment", "satisfaction_recorded", payload)
+
+
+def escalated(
+    incident_id: str, from_center: str, to_center: str, at: datetime, reason: str = "overdue"
+) -> Event:
+    payload = make_event(
+        "escalation",
+        "incident_escalated",
+        incident_id=incident_id,
+        from_center=from_center,
+        to_center=to_center,
+        reason=reason,
+        operator=None,
+        assist_centers=[],
+        category="water.burst_main",
+        at=at,
+    )
+    return ("escalation", "incident_escalated", payload)
+
+
+def assigned_down(incident_id: str, from_center: str, to_center: str, at: datetime) -> Event:
+    payload = make_event(
+        "escalation",
+        "incident_assigned_down",
+        incident_id=incident_id,
+        from_center=from_center,
+        to_center=to_center,
+        operator="op-county",
+        category="water.burst_main",
+        at=at,
+    )
+    return ("escalation", "incident_assigned_down", payload)
+
+
+def replay(events: Iterable[Event]) -> Ledger:
+    """Load every payload through its contract, as the service does, and apply it."""
+    return Ledger().apply_all(
+        (source, event_type, load_event(source, event_type, payload))
+        for source, event_type, payload in events
+    )
+
+
+def worked_example(center: str, t0: datetime) -> list[Event]:
+    """The scoring.py docstring's example: water utility and power supply."""
+    events: list[Event] = []
+    for i in range(10):
+        incident = f"w{i}"
+        events.append(incident_received(incident, center, t0))
+        if i < 2:  # returned within the acceptance deadline, never accepted
+            story = {"returned": 120}
+        else:
+            story = {
+                "accept": 60 if i < 8 else 400,  # 6 on time, 2 late
+                "arrive": 1200 if i < 9 else 2000,  # 7 on time, 1 late
+                "complete": 3600 if i < 8 else None,  # 6 completed
+            }
+        events += order_story(f"ow{i}", incident, "dongshan-water", t0, center=center, **story)
+    rated = {
+        "w0": "dissatisfied",  # returned: does not count for the water utility
+        "w2": "satisfied",
+        "w3": "satisfied",
+        "w4": "satisfied",
+        "w5": "basically_satisfied",
+        "w6": "dissatisfied",
+    }
+    for incident, value in rated.items():
+        events.append(rating(incident, value, t0 + timedelta(days=1)))
+    for i in range(4):
+        incident = f"p{i}"
+        events.append(incident_received(incident, center, t0))
+        events += order_story(
+            f"op{i}",
+            incident,
+            "dongshan-power",
+            t0,
+            center=center,
+            accept=60,
+            arrive=1200 if i < 3 else 2000,
+            complete=3600,
+        )
+    return events
