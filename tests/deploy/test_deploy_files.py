@@ -1,0 +1,560 @@
+"""The deployment files, checked offline: Prometheus, alerts, Grafana, compose, Kubernetes.
+
+Every PromQL expression in a dashboard or an alert may name only series that
+exist: the project's own metric objects (imported, not copied) plus the
+rabbitmq_prometheus families of RabbitMQ 3.10 and later. promtool checks the
+Prometheus files and runs the alert unit tests (tests/deploy/alerts_test.yml);
+kubernetes-validate checks the manifests; docker-compose, when installed,
+checks docker-compose.yml.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+from prometheus_client import REGISTRY
+from prometheus_client.metrics import MetricWrapperBase
+
+from shared.config import DEFAULT_METRICS_PORTS, SERVICES
+
+ROOT = Path(__file__).resolve().parents[2]
+DEPLOY = ROOT / "deploy"
+PROMETHEUS_DIR = DEPLOY / "prometheus"
+PROMETHEUS_CONFIGS = (PROMETHEUS_DIR / "prometheus.yml", PROMETHEUS_DIR / "prometheus.local.yml")
+ALERTS = PROMETHEUS_DIR / "alerts.yml"
+ALERT_TESTS = Path(__file__).with_name("alerts_test.yml")
+GRAFANA = DEPLOY / "grafana"
+DASHBOARD_NAMES = ("linkage-overview.json", "department-assessment.json", "platform-health.json")
+DASHBOARDS = tuple(GRAFANA / "dashboards" / name for name in DASHBOARD_NAMES)
+K8S = DEPLOY / "k8s"
+COMPOSE = ROOT / "docker-compose.yml"
+
+METRIC_MODULES = (
+    "shared.metrics",
+    "services.intake.metrics",
+    "services.dispatch.metrics",
+    "services.escalation.metrics",
+    "services.assessment.metrics",
+)
+
+# Families served by rabbitmq_prometheus (RabbitMQ 3.10 and later) at /metrics
+# and /metrics/per-object that the deployment files may use; checked against
+# a 3.10.8 broker's output.
+RABBITMQ_METRICS = frozenset(
+    {
+        "rabbitmq_identity_info",
+        "rabbitmq_build_info",
+        "rabbitmq_connections",
+        "rabbitmq_channels",
+        "rabbitmq_consumers",
+        "rabbitmq_queues",
+        "rabbitmq_process_resident_memory_bytes",
+        "rabbitmq_resident_memory_limit_bytes",
+        "rabbitmq_disk_space_available_bytes",
+        "rabbitmq_disk_space_available_limit_bytes",
+        "rabbitmq_alarms_memory_used_watermark",
+        "rabbitmq_alarms_free_disk_space_watermark",
+        "rabbitmq_alarms_file_descriptor_limit",
+        "rabbitmq_queue_messages",
+        "rabbitmq_queue_messages_ready",
+        "rabbitmq_queue_messages_unacked",
+        "rabbitmq_queue_messages_published_total",
+        "rabbitmq_queue_consumers",
+        "rabbitmq_queue_consumer_utilisation",
+        "rabbitmq_queue_messages_bytes",
+        "rabbitmq_global_publishers",
+        "rabbitmq_global_consumers",
+        "rabbitmq_global_messages_received_total",
+        "rabbitmq_global_messages_received_confirm_total",
+        "rabbitmq_global_messages_routed_total",
+        "rabbitmq_global_messages_confirmed_total",
+        "rabbitmq_global_messages_unroutable_dropped_total",
+        "rabbitmq_global_messages_unroutable_returned_total",
+        "rabbitmq_global_messages_delivered_total",
+        "rabbitmq_global_messages_delivered_consume_manual_ack_total",
+        "rabbitmq_global_messages_delivered_consume_auto_ack_total",
+        "rabbitmq_global_messages_redelivered_total",
+        "rabbitmq_global_messages_acknowledged_total",
+        "rabbitmq_global_messages_dead_lettered_delivery_limit_total",
+        "rabbitmq_global_messages_dead_lettered_rejected_total",
+        "rabbitmq_global_messages_dead_lettered_maxlen_total",
+        "rabbitmq_global_messages_dead_lettered_expired_total",
+        "rabbitmq_global_messages_dead_lettered_confirmed_total",
+    }
+)
+
+# Gauges that every instance reads from its service's shared database: they
+# are combined with max, never summed over instances.
+SHARED_STATE_GAUGES = (
+    "linkage_orders_open",
+    "linkage_orders_overdue_open",
+    "linkage_outbox_pending",
+    "linkage_department_score",
+    "linkage_department_satisfaction_ratio",
+)
+
+# Values Grafana puts in for its variables, so that promtool can parse a query.
+GRAFANA_SUBSTITUTES = {"$__rate_interval": "1m", "$__interval": "1m", "$__range": "1h"}
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|\'(?:[^\'\\]|\\.)*\'|`[^`]*`')
+_IDENTIFIER = re.compile(r"[A-Za-z_:][A-Za-z0-9_:]*")
+_LABEL_VALUES = re.compile(r"^\s*label_values\((?P<selector>.+),\s*\w+\s*\)\s*$")
+
+
+# -- helpers -------------------------------------------------------------------
+
+
+def metric_names(expr: str) -> set[str]:
+    """Series names an expression selects: linkage_*, rabbitmq_* and up.
+
+    String literals (label values such as queue="linkage.dead-letter") are
+    dropped first; label names never start with those prefixes.
+    """
+    bare = _STRING.sub('""', expr)
+    return {
+        token
+        for token in _IDENTIFIER.findall(bare)
+        if token.startswith(("linkage_", "rabbitmq_")) or token == "up"
+    }
+
+
+def _import_metric_modules() -> dict[str, str]:
+    """Import every metric module; the ones that fail, with why."""
+    missing = {}
+    for module in METRIC_MODULES:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            missing[module] = f"{type(exc).__name__}: {exc}"
+    return missing
+
+
+def _family_names(family) -> set[str]:
+    names = {sample.name for sample in family.samples}
+    if family.type == "counter":
+        names.add(family.name + "_total")
+    elif family.type in ("histogram", "gaugehistogram"):
+        names |= {family.name + suffix for suffix in ("_bucket", "_sum", "_count")}
+    elif family.type == "summary":
+        names |= {family.name, family.name + "_sum", family.name + "_count"}
+    else:
+        names.add(family.name)
+    return names
+
+
+def known_linkage_metrics() -> set[str]:
+    """Names of the project's series, read from its metric objects.
+
+    REGISTRY.collect() gives the families; a labelled metric with no child yet
+    has no sample, so each family's type completes the names (`_total`,
+    `_bucket`/`_sum`/`_count`). The modules' own metric objects are collected
+    too, in case a test elsewhere has unregistered them.
+    """
+    missing = _import_metric_modules()
+    families = [f for f in REGISTRY.collect() if f.name.startswith("linkage_")]
+    for module_name in METRIC_MODULES:
+        if module_name in missing:
+            continue
+        module = importlib.import_module(module_name)
+        for value in vars(module).values():
+            if isinstance(value, MetricWrapperBase):
+                families.extend(value.collect())
+    names: set[str] = set()
+    for family in families:
+        names |= _family_names(family)
+    return names
+
+
+def _panels(panels: list[dict]):
+    for panel in panels:
+        yield panel
+        yield from _panels(panel.get("panels", []))
+
+
+def dashboard_queries(path: Path) -> list[tuple[str, str]]:
+    """(where, expression) for every panel target and query variable."""
+    board = json.loads(path.read_text(encoding="utf-8"))
+    queries = []
+    for panel in _panels(board["panels"]):
+        for target in panel.get("targets", []):
+            if target.get("expr"):
+                queries.append((f"panel {panel['title']!r} {target['refId']}", target["expr"]))
+    for variable in board.get("templating", {}).get("list", []):
+        if variable.get("type") == "query":
+            query = variable["query"]
+            query = query["query"] if isinstance(query, dict) else query
+            match = _LABEL_VALUES.match(query)
+            queries.append((f"variable {variable['name']}", match["selector"] if match else query))
+    return queries
+
+
+def alert_queries() -> list[tuple[str, str]]:
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    return [
+        (f"alert {rule.get('alert') or rule.get('record')}", rule["expr"])
+        for group in rules["groups"]
+        for rule in group["rules"]
+    ]
+
+
+def as_promql(expr: str) -> str:
+    for variable, value in GRAFANA_SUBSTITUTES.items():
+        expr = expr.replace(variable, value)
+    return re.sub(r"\$\{?\w+\}?", ".*", expr)
+
+
+def promtool() -> str:
+    path = shutil.which("promtool")
+    if path is None:
+        pytest.fail(
+            "promtool is not installed: `apt-get install prometheus` (Debian's package "
+            "brings promtool; .ci/run installs it)"
+        )
+    return path
+
+
+def run(*command: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+def load_yaml_documents(path: Path) -> list[dict]:
+    return [doc for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")) if doc]
+
+
+def k8s_manifests() -> list[Path]:
+    return sorted(p for p in K8S.glob("*.yaml") if p.name != "kustomization.yaml")
+
+
+def kubernetes_validate():
+    try:
+        return importlib.import_module("kubernetes_validate")
+    except ImportError:
+        pytest.fail(
+            "kubernetes-validate is not installed: `.venv/bin/pip install kubernetes-validate`"
+        )
+
+
+def _validate_k8s(documents: list[tuple[str, dict]]) -> list[str]:
+    kv = kubernetes_validate()
+    errors = []
+    for version in ("1.25.0", kv.latest_version()):
+        for where, doc in documents:
+            try:
+                kv.validate(doc, version, strict=True)
+            except kv.ValidationError as exc:
+                name = f"{doc['kind']}/{doc['metadata']['name']}"
+                path = ".".join(str(p) for p in exc.path)
+                errors.append(f"{where} {name} ({version}): {path}: {exc.message}")
+            except kv.SchemaNotFoundError as exc:
+                errors.append(f"{where}: {exc.message}")
+    return errors
+
+
+# -- metric names ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", METRIC_MODULES)
+def test_metric_module_exists(module):
+    missing = _import_metric_modules()
+    assert module not in missing, f"{module} cannot be imported ({missing.get(module)})"
+
+
+def test_metric_name_parser_finds_series_but_not_labels_or_functions():
+    expr = (
+        'sum by (queue) (rabbitmq_queue_messages_ready{job="rabbitmq-per-object", '
+        'queue="linkage.dead-letter"}) / max by (center) (linkage_orders_open) '
+        "and histogram_quantile(0.9, rate(linkage_x_seconds_bucket[5m])) or up == 0"
+    )
+    assert metric_names(expr) == {
+        "rabbitmq_queue_messages_ready",
+        "linkage_orders_open",
+        "linkage_x_seconds_bucket",
+        "up",
+    }
+
+
+def test_known_metrics_include_every_shape_of_series():
+    known = known_linkage_metrics()
+    assert "linkage_entrypoint_requests_total" in known  # a counter
+    assert "linkage_entrypoint_latency_seconds_bucket" in known  # a histogram
+    assert "linkage_outbox_pending" in known  # a gauge
+    assert "linkage_orders_open_count" not in known
+
+
+@pytest.mark.parametrize("path", [*DASHBOARDS, ALERTS], ids=[p.name for p in (*DASHBOARDS, ALERTS)])
+def test_queries_name_only_series_that_exist(path):
+    queries = alert_queries() if path == ALERTS else dashboard_queries(path)
+    assert queries, f"{path.name} has no query"
+    known = known_linkage_metrics() | RABBITMQ_METRICS | {"up"}
+    unknown = {
+        f"{where}: {name}"
+        for where, expr in queries
+        for name in metric_names(expr)
+        if name not in known
+    }
+    missing = _import_metric_modules()
+    hint = f" (metric modules not importable yet: {', '.join(missing)})" if missing else ""
+    assert not unknown, f"{path.name} names series that do not exist{hint}:\n" + "\n".join(
+        sorted(unknown)
+    )
+
+
+@pytest.mark.parametrize("path", [*DASHBOARDS, ALERTS], ids=[p.name for p in (*DASHBOARDS, ALERTS)])
+def test_rabbitmq_series_are_selected_by_job(path):
+    """/metrics and /metrics/per-object serve the same names: never add them up."""
+    queries = alert_queries() if path == ALERTS else dashboard_queries(path)
+    unscoped = []
+    for where, expr in queries:
+        bare = _STRING.sub(lambda m: m.group(0).replace("{", "").replace("}", ""), expr)
+        for match in re.finditer(r"(rabbitmq_[A-Za-z0-9_]+)\s*(\{[^}]*\})?", bare):
+            if not match.group(2) or "job" not in match.group(2):
+                unscoped.append(f"{where}: {match.group(1)}")
+    assert not unscoped, "RabbitMQ series without a job selector:\n" + "\n".join(unscoped)
+
+
+@pytest.mark.parametrize("path", [*DASHBOARDS, ALERTS], ids=[p.name for p in (*DASHBOARDS, ALERTS)])
+def test_gauges_from_a_shared_database_are_not_summed_over_instances(path):
+    queries = alert_queries() if path == ALERTS else dashboard_queries(path)
+    summed = [
+        f"{where}: {expr}"
+        for where, expr in queries
+        for gauge in SHARED_STATE_GAUGES
+        if re.search(rf"\bsum\s*(by\s*\([^)]*\)\s*)?\(\s*{gauge}\b", expr)
+    ]
+    assert not summed, "use max by (...), not sum, for these gauges:\n" + "\n".join(summed)
+
+
+# -- Prometheus ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("config", PROMETHEUS_CONFIGS, ids=lambda p: p.name)
+def test_promtool_accepts_the_prometheus_config(config):
+    result = run(promtool(), "check", "config", str(config))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_promtool_accepts_the_alert_rules():
+    result = run(promtool(), "check", "rules", "--lint-fatal", str(ALERTS))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_alerts_fire_as_their_unit_tests_expect():
+    result = run(promtool(), "test", "rules", ALERT_TESTS.name, cwd=ALERT_TESTS.parent)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_alert_has_a_severity_summary_and_description():
+    rules = yaml.safe_load(ALERTS.read_text(encoding="utf-8"))
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            assert rule["labels"]["severity"] in ("critical", "warning", "info"), rule["alert"]
+            assert rule["annotations"]["summary"].strip(), rule["alert"]
+            assert rule["annotations"]["description"].strip(), rule["alert"]
+
+
+def test_dashboard_queries_are_valid_promql(tmp_path):
+    queries = [expr for path in DASHBOARDS for _, expr in dashboard_queries(path)]
+    rules = {
+        "groups": [
+            {
+                "name": "dashboard-queries",
+                "rules": [
+                    {"record": f"dashboard_check:query_{i}", "expr": as_promql(expr)}
+                    for i, expr in enumerate(queries)
+                ],
+            }
+        ]
+    }
+    rule_file = tmp_path / "dashboard-queries.yml"
+    rule_file.write_text(yaml.safe_dump(rules, allow_unicode=True), encoding="utf-8")
+    result = run(promtool(), "check", "rules", "--lint-fatal", str(rule_file))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_prometheus_scrapes_every_service_on_its_port_and_rabbitmq_per_object():
+    compose_config = yaml.safe_load(PROMETHEUS_CONFIGS[0].read_text(encoding="utf-8"))
+    local_config = yaml.safe_load(PROMETHEUS_CONFIGS[1].read_text(encoding="utf-8"))
+    for config in (compose_config, local_config):
+        assert config["rule_files"] == ["alerts.yml"]
+    jobs = {job["job_name"]: job for job in compose_config["scrape_configs"]}
+    local_jobs = {job["job_name"]: job for job in local_config["scrape_configs"]}
+    for service in SERVICES:
+        port = DEFAULT_METRICS_PORTS[service]
+        assert jobs[service]["dns_sd_configs"] == [
+            {"names": [service], "type": "A", "port": port, "refresh_interval": "15s"}
+        ]
+        assert local_jobs[service]["static_configs"] == [{"targets": [f"127.0.0.1:{port}"]}]
+    for all_jobs, host in ((jobs, "rabbitmq"), (local_jobs, "127.0.0.1")):
+        assert all_jobs["rabbitmq"]["static_configs"] == [{"targets": [f"{host}:15692"]}]
+        per_object = all_jobs["rabbitmq-per-object"]
+        assert per_object["metrics_path"] == "/metrics/per-object"
+        assert per_object["static_configs"] == [{"targets": [f"{host}:15692"]}]
+
+
+# -- Grafana ---------------------------------------------------------------------
+
+
+def test_grafana_provisioning_points_at_the_dashboards_and_datasource():
+    datasources = yaml.safe_load(
+        (GRAFANA / "provisioning" / "datasources" / "prometheus.yml").read_text(encoding="utf-8")
+    )
+    assert [(d["uid"], d["type"]) for d in datasources["datasources"]] == [
+        ("prometheus", "prometheus")
+    ]
+    providers = yaml.safe_load(
+        (GRAFANA / "provisioning" / "dashboards" / "dashboards.yml").read_text(encoding="utf-8")
+    )
+    assert [p["options"]["path"] for p in providers["providers"]] == ["/var/lib/grafana/dashboards"]
+
+
+@pytest.mark.parametrize("path", DASHBOARDS, ids=lambda p: p.name)
+def test_dashboard_is_well_formed(path):
+    board = json.loads(path.read_text(encoding="utf-8"))
+    assert board["uid"] and board["title"]
+    panels = list(_panels(board["panels"]))
+    ids = [panel["id"] for panel in panels]
+    assert len(ids) == len(set(ids)), "panel ids repeat"
+    for panel in panels:
+        if panel["type"] == "row":
+            continue
+        assert panel["datasource"]["uid"] == "prometheus", panel["title"]
+        assert panel["targets"], panel["title"]
+        for target in panel["targets"]:
+            assert target["datasource"]["uid"] == "prometheus", panel["title"]
+        position = panel["gridPos"]
+        assert position["x"] + position["w"] <= 24, panel["title"]
+
+
+def test_dashboard_uids_are_unique():
+    uids = [json.loads(p.read_text(encoding="utf-8"))["uid"] for p in DASHBOARDS]
+    assert len(uids) == len(set(uids))
+
+
+# -- docker-compose ----------------------------------------------------------------
+
+
+def _compose_command() -> list[str] | None:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    if shutil.which("docker") and run("docker", "compose", "version").returncode == 0:
+        return ["docker", "compose"]
+    return None
+
+
+def test_docker_compose_config_is_valid():
+    command = _compose_command()
+    if command is None:
+        pytest.skip("docker-compose is not installed (apt-get install docker-compose); not checked")
+    result = run(*command, "-f", str(COMPOSE), "config", "-q")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_compose_runs_each_service_from_one_image_without_host_ports():
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    services = compose["services"]
+    for name in SERVICES:
+        service = services[name]
+        assert service["command"] == ["python", "-m", f"services.{name}"]
+        assert service["image"] == "linkage:latest" and service["build"] == "."
+        assert "ports" not in service, f"{name} publishes a host port: --scale would collide"
+        env = service["environment"]
+        assert env["METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[name])
+        assert env[f"{name.upper()}_DATABASE_URL"] == (
+            f"postgresql+psycopg2://linkage:linkage@postgres:5432/{name}"
+        )
+        assert env["AMQP_URI"].startswith("pyamqp://") and "@rabbitmq:5672/" in env["AMQP_URI"]
+        assert service["depends_on"] == {
+            "rabbitmq": {"condition": "service_healthy"},
+            "postgres": {"condition": "service_healthy"},
+        }
+    for name in ("rabbitmq", "postgres"):
+        assert services[name]["healthcheck"]["test"]
+
+
+def test_compose_mounts_only_files_that_exist():
+    compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
+    for name, service in compose["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("."):
+                assert (ROOT / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_postgres_init_creates_one_database_per_service():
+    sql = (DEPLOY / "postgres" / "init.sql").read_text(encoding="utf-8")
+    created = re.findall(r"CREATE DATABASE (\w+)", sql)
+    assert sorted(created) == sorted(SERVICES)
+
+
+# -- Kubernetes --------------------------------------------------------------------
+
+
+def test_kubernetes_manifests_validate():
+    documents = [(path.name, doc) for path in k8s_manifests() for doc in load_yaml_documents(path)]
+    assert len(documents) >= 2 + 2 * len(SERVICES)
+    errors = _validate_k8s(documents)
+    assert not errors, "\n".join(errors)
+
+
+def test_kustomization_lists_existing_files():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert kustomization["namespace"] == "linkage"
+    for resource in kustomization["resources"]:
+        assert (K8S / resource).is_file(), resource
+    assert {f"{name}.yaml" for name in SERVICES} <= set(kustomization["resources"])
+    for generator in kustomization["configMapGenerator"]:
+        for entry in generator["files"]:
+            assert (K8S / entry.split("=")[-1]).is_file(), entry
+
+
+def test_kustomize_output_validates(tmp_path):
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed; the rendered kustomization is not checked")
+    result = run(kubectl, "kustomize", "--load-restrictor", "LoadRestrictionsNone", str(K8S))
+    assert result.returncode == 0, result.stderr
+    documents = [("kustomize", doc) for doc in yaml.safe_load_all(result.stdout) if doc]
+    kinds = sorted(doc["kind"] for _, doc in documents)
+    assert kinds.count("Deployment") == len(SERVICES) and "ConfigMap" in kinds
+    for _, doc in documents:
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "linkage", doc["metadata"]["name"]
+    errors = _validate_k8s(documents)
+    assert not errors, "\n".join(errors)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_deployment_runs_its_service_as_the_contract_says(name):
+    docs = {doc["kind"]: doc for doc in load_yaml_documents(K8S / f"{name}.yaml")}
+    port = DEFAULT_METRICS_PORTS[name]
+    pod = docs["Deployment"]["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert container["image"] == "linkage:latest"
+    assert container["command"] == ["python", "-m", f"services.{name}"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["METRICS_PORT"]["value"] == str(port)
+    assert env["LINKAGE_QUEUE_TYPE"]["value"] == "quorum"
+    assert env["AMQP_URI"]["valueFrom"]["secretKeyRef"]["key"] == "amqp-uri"
+    secret = load_yaml_documents(K8S / "secret.example.yaml")[0]
+    for variable in ("AMQP_URI", f"{name.upper()}_DATABASE_URL"):
+        reference = env[variable]["valueFrom"]["secretKeyRef"]
+        assert reference["name"] == secret["metadata"]["name"]
+        assert reference["key"] in secret["stringData"]
+    assert container["ports"] == [{"name": "metrics", "containerPort": port, "protocol": "TCP"}]
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert container[probe]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    assert container["resources"]["limits"]["memory"] == "256Mi"
+    assert pod["spec"]["terminationGracePeriodSeconds"] == 30
+    assert pod["metadata"]["annotations"] == {
+        "prometheus.io/scrape": "true",
+        "prometheus.io/port": str(port),
+        "prometheus.io/path": "/metrics",
+    }
+    assert docs["Service"]["spec"]["ports"][0]["port"] == port
