@@ -197,4 +197,8 @@ def _is_poison(exc: BaseException) -> bool:
 
 def handles(source: str, event_type: str):
     """Decorate a service method as the handler of `source.event_type`."""
-    return ReliableEventHandler.decorator(source, event_type, handler_type=SERVICE_POOL)
+    from shared.events import InvalidEvent
+
+    return ReliableEventHandler.decorator(
+        source, event_type, handler_type=SERVICE_POOL, expected_exceptions=(InvalidEvent,)
+    )
