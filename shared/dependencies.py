@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
+from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcConsumer
 
@@ -66,6 +68,14 @@ class ResilientRpcConsumer(RpcConsumer):
 
 class ResilientRpc(Rpc):
     rpc_consumer = ResilientRpcConsumer()
+
+    def check_signature(self, args, kwargs) -> None:
+        """nameko's own check cannot see through `api`'s wrapper; this one does."""
+        method = getattr(self.container.service_cls, self.method_name)
+        try:
+            inspect.signature(method).bind(None, *args, **kwargs)
+        except TypeError as exc:
+            raise IncorrectSignature(str(exc)) from None
 
 
 def api(method):

@@ -62,18 +62,23 @@ def route(
     network: Network,
     at: datetime,
     skip: Iterable[str] = (),
+    covered: Iterable[str] = (),
 ) -> list[PlannedOrder]:
     """Rule 1 (谁主管谁负责): one lead order and one per assisting role, all at once.
 
     In `center`, the first department (in the network file's order) holding
     each role gets the order; a department already holding an order for this
-    incident (`skip`) or serving two of its roles gets only one. A role no unit
-    of the center holds gets no order here: for the lead role that is the
-    escalation service's `no_competent_unit`.
+    incident (`skip`) or serving two of its roles gets only one. Roles already
+    `covered` by a live order at this center (command came back to it) get
+    none. A role no unit of the center holds gets no order here: for the lead
+    role that is the escalation service's `no_competent_unit`.
     """
     taken = set(skip)
+    covered = set(covered)
     orders = []
     for role, served in [("lead", category.lead)] + [("assist", r) for r in category.assist]:
+        if served in covered:
+            continue
         department = first_holder(network, center, served, taken)
         if department is None:
             continue

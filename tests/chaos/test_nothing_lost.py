@@ -30,7 +30,13 @@ pytestmark = pytest.mark.chaos
 
 FULL = os.environ.get("LINKAGE_CHAOS") == "full"
 REPORTS = 240 if FULL else 60
-CATEGORIES = ("water.burst_main", "mass.gathering", "fire.building", "traffic.accident", "welfare.vagrant")
+CATEGORIES = (
+    "water.burst_main",
+    "mass.gathering",
+    "fire.building",
+    "traffic.accident",
+    "welfare.vagrant",
+)
 SERVICES = ("intake", "dispatch", "escalation", "assessment")
 
 
@@ -149,13 +155,16 @@ def wait_until_settled(reports, db_urls, network, timeout: float = 120):
         time.sleep(1)
 
 
-def test_nothing_accepted_is_lost_or_duplicated_under_faults(platform, broker_uri, db_urls, backend):
+def test_nothing_accepted_is_lost_or_duplicated_under_faults(
+    platform, broker_uri, db_urls, backend
+):
     network = load_network()
     for name in SERVICES:
         platform.start(name)
     duplicator = Duplicator(broker_uri, ("intake", "dispatch", "escalation")).start()
     reports = [
-        report(category=CATEGORIES[i % len(CATEGORIES)], source_system="chaos") for i in range(REPORTS)
+        report(category=CATEGORIES[i % len(CATEGORIES)], source_system="chaos")
+        for i in range(REPORTS)
     ]
     done = threading.Event()
     submitter = Submitter(broker_uri, reports, done, pace_s=0.6 if FULL else 1.2)
@@ -168,8 +177,8 @@ def test_nothing_accepted_is_lost_or_duplicated_under_faults(platform, broker_ur
     accepted, lost, duplicated, unexpected = wait_until_settled(reports, db_urls, network)
     duplicator.stop()
     print(
-        f"\nchaos on {backend}: {', '.join(applied)}; {duplicator.duplicated} events delivered twice; "
-        f"{submitter.retries} client retries"
+        f"\nchaos on {backend}: {', '.join(applied)}; "
+        f"{duplicator.duplicated} events delivered twice; {submitter.retries} client retries"
     )
     print(f"accepted {accepted}, lost {lost}, duplicated {duplicated}")
     assert len(submitter.answers) == REPORTS, "some reports never got an answer"

@@ -45,7 +45,7 @@ class Duplicator:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def start(self) -> "Duplicator":
+    def start(self) -> Duplicator:
         self._thread.start()
         return self
 
@@ -66,7 +66,12 @@ class Duplicator:
             for source in self.sources:
                 exchange = Exchange(f"{source}.events", type="topic", durable=True)
                 queues.append(
-                    Queue(f"chaos-duplicate-{source}", exchange=exchange, routing_key="#", durable=True)
+                    Queue(
+                        f"chaos-duplicate-{source}",
+                        exchange=exchange,
+                        routing_key="#",
+                        durable=True,
+                    )
                 )
             producer = connection.Producer()
 

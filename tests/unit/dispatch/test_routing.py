@@ -130,3 +130,9 @@ class TestMissedDeadlines:
     @pytest.mark.parametrize("status", ["on_scene", "completed", "returned", "cancelled"])
     def test_orders_on_scene_or_closed_are_never_late(self, status):
         assert self.missed(status, self.arrive_by + timedelta(hours=1)) == []
+
+
+def test_roles_already_covered_at_the_center_get_no_second_order(network):
+    category = network.categories["building.illegal"]
+    orders = routing.route(category, DONGSHAN, network, WORKING, covered=[category.lead])
+    assert all(o.served_role != category.lead for o in orders)
