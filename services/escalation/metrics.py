@@ -1,0 +1,14 @@
+"""Escalation's domain series: command moves by reason and level, and refusals."""
+
+from prometheus_client import Counter
+
+ESCALATIONS = Counter(
+    "linkage_escalations_total",
+    "Command moves, by reason and by the level of the center command moved to.",
+    ["reason", "level"],
+)
+ESCALATIONS_REFUSED = Counter(
+    "linkage_escalations_refused_total",
+    "Automatic moves not made because the center in command has no parent (the city).",
+    ["reason"],
+)

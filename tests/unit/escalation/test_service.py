@@ -1,0 +1,373 @@
+"""The escalation service's handlers and calls against a real SQLite database, no
+broker (nameko's `worker_factory`): each decision is applied once, recorded in
+the chain and announced through the outbox."""
+
+import json
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+from prometheus_client import REGISTRY
+from sqlalchemy import select
+
+from services.escalation.models import Base, outbox, processed_events
+from services.escalation.service import EscalationService
+from shared.db import Database, Store
+from shared.errors import Forbidden, NotFound, RetryLater, ValidationError
+from shared.events import InvalidEvent, make_event, utcnow
+from shared.network import load_network
+
+CITY = "511100"
+QIANWEI = "511123"
+DONGSHAN = "511123101"
+YUJIN = "511123102"
+XIAOGU = "511123103"
+
+
+@pytest.fixture(scope="module")
+def network():
+    return load_network()
+
+
+@pytest.fixture
+def database(tmp_path):
+    db = Database(Base.metadata, outbox, processed_events)
+    db.container = SimpleNamespace(
+        service_name="escalation",
+        config={"DATABASE_URLS": {"escalation": f"sqlite:///{tmp_path / 'escalation.db'}"}},
+    )
+    db.setup()
+    db.start()
+    yield db
+    db.stop()
+
+
+@pytest.fixture
+def service(database, network):
+    from nameko.testing.services import worker_factory
+
+    return worker_factory(EscalationService, db=Store(database), network=network)
+
+
+def announced(database) -> list[dict]:
+    with database.session() as session:
+        rows = session.execute(select(outbox.c.event_type, outbox.c.payload).order_by(outbox.c.id))
+        return [{"event_type": kind, **json.loads(payload)} for kind, payload in rows]
+
+
+def received(incident_id="inc-1", center=DONGSHAN, town=None, **changes) -> dict:
+    now = utcnow()
+    data = {
+        "incident_id": incident_id,
+        "category": "mass.gathering",
+        "request_type": "emergency",
+        "channel": "110",
+        "town": town or center,
+        "center": center,
+        "title": "t",
+        "crowd_size": None,
+        "casualties": None,
+        "grade": None,
+        "reported_at": now,
+        "received_at": now,
+    }
+    data.update(changes)
+    return make_event("intake", "incident_received", **data)
+
+
+def order_event(event_type, order_id="o-1", incident_id="inc-1", center=DONGSHAN, **data):
+    fields = {
+        "order_id": order_id,
+        "incident_id": incident_id,
+        "center": center,
+        "department": data.pop("department", "dongshan-governance"),
+        "role": data.pop("role", "lead"),
+        "operator": data.pop("operator", None),
+        "at": data.pop("at", utcnow()),
+    }
+    return make_event("dispatch", event_type, **fields, **data)
+
+
+def overdue(due_at, deadline="accept", **changes):
+    return order_event("order_overdue", deadline=deadline, due_at=due_at, **changes)
+
+
+def reinforcement(crowd_size=None, **changes):
+    return order_event(
+        "reinforcement_requested", reason="人手不足", crowd_size=crowd_size, **changes
+    )
+
+
+def returned(all_returned=True, **changes):
+    return order_event(
+        "order_returned",
+        reason="不属于本单位职责",
+        rerouted_to=None,
+        all_returned=all_returned,
+        lead_role="governance",
+        served_role="governance",
+        **changes,
+    )
+
+
+def steps(service, incident_id="inc-1"):
+    return [(m["reason"], m["from_center"], m["to_center"]) for m in service.chain(incident_id)]
+
+
+def sample(name, **labels) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+# -- incidents ------------------------------------------------------------------
+
+
+def test_a_crowd_of_150_hands_command_to_the_county_once_however_often_it_is_announced(
+    service, database
+):
+    event = received(crowd_size=150)
+    before = sample("linkage_escalations_total", reason="crowd_size", level="county")
+    service.on_incident_received(event)
+    service.on_incident_received(event)  # redelivered
+    service.on_incident_received(received(crowd_size=150))  # announced again, new event id
+    assert steps(service) == [("crowd_size", DONGSHAN, QIANWEI)]
+    [escalated] = announced(database)
+    assert escalated["event_type"] == "incident_escalated"
+    assert escalated["to_center"] == QIANWEI and escalated["category"] == "mass.gathering"
+    assert sample("linkage_escalations_total", reason="crowd_size", level="county") == before + 1
+    assert service.command("inc-1")["center"] == QIANWEI
+
+
+def test_a_small_incident_stays_with_its_town_and_has_an_empty_chain(service, database):
+    service.on_incident_received(received(crowd_size=100))
+    assert service.chain("inc-1") == []
+    assert announced(database) == []
+
+
+def test_an_incident_of_an_unknown_category_is_poison(service):
+    with pytest.raises(InvalidEvent):
+        service.on_incident_received(received(category="no.such"))
+    with pytest.raises(InvalidEvent):
+        service.on_incident_received(received(center="999"))
+
+
+def test_an_order_event_before_its_incident_is_retried_later(service):
+    with pytest.raises(RetryLater):
+        service.on_order_overdue(overdue(utcnow()))
+    with pytest.raises(RetryLater):
+        service.on_reinforcement_requested(reinforcement())
+    service.on_order_dispatched(
+        order_event(
+            "order_dispatched",
+            category="mass.gathering",
+            town=DONGSHAN,
+            recipient="department",
+            tier=2,
+            accept_by=utcnow(),
+            arrive_by=utcnow(),
+        )
+    )  # only recorded: nothing to decide yet
+
+
+# -- reinforcement --------------------------------------------------------------------
+
+
+def test_reinforcement_brings_neighbours_first_then_the_county_then_nothing_more(service, database):
+    service.on_incident_received(received())
+    service.on_reinforcement_requested(reinforcement())
+    service.on_reinforcement_requested(reinforcement())
+    service.on_reinforcement_requested(reinforcement())  # the town no longer commands
+    assert steps(service) == [
+        ("neighbour", DONGSHAN, DONGSHAN),
+        ("reinforcement", DONGSHAN, QIANWEI),
+    ]
+    first = service.chain("inc-1")[0]
+    assert first["assist_centers"] == [YUJIN, XIAOGU]
+    assert first["detail"] == "dongshan-governance: 人手不足"
+    events = announced(database)
+    assert [e["reason"] for e in events] == ["neighbour", "reinforcement"]
+    assert events[0]["assist_centers"] == [YUJIN, XIAOGU]
+
+
+def test_a_request_counting_more_than_the_county_threshold_skips_the_neighbours(service):
+    service.on_incident_received(received())
+    service.on_reinforcement_requested(reinforcement(crowd_size=101))
+    assert steps(service) == [("reinforcement", DONGSHAN, QIANWEI)]
+
+
+def test_a_request_without_a_count_uses_the_incidents_crowd(service):
+    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN, crowd_size=300))
+    service.on_reinforcement_requested(reinforcement(center=QIANWEI))
+    assert steps(service) == [("reinforcement", QIANWEI, CITY)]
+
+
+# -- all returned -------------------------------------------------------------------------
+
+
+def test_when_every_holder_returned_the_order_the_county_takes_command(service):
+    service.on_incident_received(received())
+    service.on_order_returned(returned(all_returned=False))
+    assert steps(service) == []
+    event = returned(order_id="o-2")
+    service.on_order_returned(event)
+    service.on_order_returned(event)
+    assert steps(service) == [("all_returned", DONGSHAN, QIANWEI)]
+
+
+def test_at_the_city_nothing_is_left_above_the_move_is_refused_and_counted(service, database):
+    service.on_incident_received(received(crowd_size=600))
+    before = sample("linkage_escalations_refused_total", reason="all_returned")
+    service.on_order_returned(returned(center=CITY, department="leshan-politics"))
+    assert steps(service) == [("crowd_size", DONGSHAN, CITY)]
+    assert len(announced(database)) == 1
+    assert sample("linkage_escalations_refused_total", reason="all_returned") == before + 1
+
+
+# -- overdue ---------------------------------------------------------------------------------
+
+
+def test_a_deadline_unmet_after_its_grace_moves_command_up_once(service, network, database):
+    service.on_incident_received(received())
+    due = utcnow() - timedelta(seconds=1)
+    event = overdue(due)
+    service.on_order_overdue(event)
+    service.on_order_overdue(event)
+    grace = network.deadlines.overdue_grace
+    assert service.resolve_overdue(due + grace - timedelta(seconds=1)) == 0
+    assert service.resolve_overdue(due + grace) == 1
+    assert service.resolve_overdue(due + grace + timedelta(seconds=5)) == 0
+    assert steps(service) == [("overdue", DONGSHAN, QIANWEI)]
+    assert [e["reason"] for e in announced(database)] == ["overdue"]
+
+
+def test_a_deadline_met_within_its_grace_moves_nothing(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    service.on_order_overdue(overdue(due))
+    service.on_order_accepted(order_event("order_accepted", at=due + timedelta(seconds=30)))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
+    assert steps(service) == []
+
+
+def test_an_acceptance_that_overtakes_the_overdue_notice_still_counts(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    service.on_order_accepted(order_event("order_accepted", at=due + timedelta(seconds=30)))
+    service.on_order_overdue(overdue(due))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
+    assert steps(service) == []
+
+
+def test_acceptance_does_not_meet_an_arrival_deadline_but_arrival_does(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    service.on_order_overdue(overdue(due, deadline="arrive"))
+    service.on_order_accepted(order_event("order_accepted", at=due))
+    service.on_order_overdue(overdue(due, deadline="arrive", order_id="o-2"))
+    service.on_order_arrived(order_event("order_arrived", order_id="o-2", at=due))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 1
+    assert steps(service) == [("overdue", DONGSHAN, QIANWEI)]
+
+
+def test_a_catch_up_after_the_grace_does_not_stop_the_move(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    grace = network.deadlines.overdue_grace
+    service.on_order_overdue(overdue(due))
+    service.on_order_accepted(order_event("order_accepted", at=due + grace + timedelta(seconds=1)))
+    assert service.resolve_overdue(due + grace + timedelta(seconds=2)) == 1
+
+
+def test_an_overdue_town_order_after_command_went_up_moves_nothing(service, network):
+    service.on_incident_received(received(crowd_size=150))
+    due = utcnow()
+    service.on_order_overdue(overdue(due))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
+    assert steps(service) == [("crowd_size", DONGSHAN, QIANWEI)]
+
+
+def test_two_overdue_town_orders_move_command_once(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    service.on_order_overdue(overdue(due))
+    service.on_order_overdue(overdue(due, order_id="o-2", department="dongshan-police"))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 1
+    assert steps(service) == [("overdue", DONGSHAN, QIANWEI)]
+
+
+def test_a_returned_orders_deadlines_no_longer_count(service, network):
+    service.on_incident_received(received())
+    due = utcnow()
+    service.on_order_overdue(overdue(due))
+    service.on_order_returned(returned(all_returned=False, at=due + timedelta(seconds=1)))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
+
+
+# -- operators ---------------------------------------------------------------------------------
+
+
+def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
+    service.on_incident_received(received())
+    step = service.escalate("inc-1", "值班员-张", "现场失控", center=DONGSHAN)
+    assert step["reason"] == "manual" and step["to_center"] == QIANWEI
+    assert step["operator"] == "值班员-张" and step["detail"] == "现场失控"
+    with pytest.raises(Forbidden):
+        service.escalate("inc-1", "值班员-张", "再次上报", center=DONGSHAN)  # double click
+    down = service.assign_down("inc-1", DONGSHAN, "县值班员", center=QIANWEI)
+    assert down["reason"] == "assign_down" and down["to_center"] == DONGSHAN
+    service.escalate("inc-1", "值班员-张", "又失控了", center=DONGSHAN)  # may repeat
+    assert steps(service) == [
+        ("manual", DONGSHAN, QIANWEI),
+        ("assign_down", QIANWEI, DONGSHAN),
+        ("manual", DONGSHAN, QIANWEI),
+    ]
+    kinds = [e["event_type"] for e in announced(database)]
+    assert kinds == ["incident_escalated", "incident_assigned_down", "incident_escalated"]
+    times = [m["at"] for m in service.chain("inc-1")]
+    assert times == sorted(times) and len(set(times)) == 3
+
+
+def test_escalating_at_the_city_is_refused_with_a_clear_message(service):
+    service.on_incident_received(received(crowd_size=500))
+    with pytest.raises(ValidationError) as error:
+        service.escalate("inc-1", "op", "why")
+    assert "no parent" in str(error.value)
+
+
+def test_assign_down_outside_the_center_in_command_is_forbidden_or_invalid(service):
+    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN))
+    with pytest.raises(ValidationError):
+        service.assign_down("inc-1", QIANWEI, "op")
+    with pytest.raises(Forbidden):
+        service.assign_down("inc-1", "511129102", "op")  # a town of another county
+    with pytest.raises(Forbidden):
+        service.assign_down("inc-1", DONGSHAN, "op", center=CITY)
+    assert steps(service) == []
+
+
+@pytest.mark.parametrize(
+    ("call", "field"),
+    [
+        (lambda s: s.escalate("", "op", "why"), "incident_id"),
+        (lambda s: s.escalate("inc-1", "op\x00", "why"), "operator"),
+        (lambda s: s.escalate("inc-1", "op", "x" * 2001), "reason"),
+        (lambda s: s.escalate("inc-1", "op", "why", center="nowhere"), "center"),
+        (lambda s: s.assign_down("inc-1", 42, "op"), "to_center"),
+        (lambda s: s.assign_down("inc-1", DONGSHAN, None), "operator"),
+        (lambda s: s.chain(None), "incident_id"),
+    ],
+)
+def test_bad_arguments_are_validation_errors_naming_the_field(service, call, field):
+    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN))
+    with pytest.raises(ValidationError) as error:
+        call(service)
+    assert field in error.value.errors
+
+
+def test_an_unknown_incident_is_not_found(service):
+    for call in (
+        lambda: service.chain("nope"),
+        lambda: service.escalate("nope", "op", "why"),
+        lambda: service.assign_down("nope", DONGSHAN, "op"),
+    ):
+        with pytest.raises(NotFound):
+            call()
