@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -140,8 +141,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=10,
-        max_overflow=10,
+        pool_size=int(os.environ.get("LINKAGE_DB_POOL_SIZE", "5")),
+        max_overflow=int(os.environ.get("LINKAGE_DB_POOL_OVERFLOW", "10")),
         pool_recycle=1800,
     )
 
