@@ -157,6 +157,13 @@ def insert_ignoring_conflicts(engine_or_session, table: Table):
     return insert(table)  # pragma: no cover
 
 
+_sqlite_locks: dict[str, eventlet.semaphore.Semaphore] = {}
+
+
+def _sqlite_lock(path: str | None) -> eventlet.semaphore.Semaphore:
+    return _sqlite_locks.setdefault(path or ":memory:", eventlet.semaphore.Semaphore(1))
+
+
 class Transaction:
     """One unit of work: the ORM session, the outbox and the processed-event log."""
 
@@ -234,10 +241,10 @@ class Database(DependencyProvider):
         ) or config.database_url(self.container.service_name)
         self.engine = make_engine(self.url)
         # sqlite3 waits for a lock inside C, blocking every green thread of the
-        # process; one green lock per process keeps its sessions from meeting
-        # there. PostgreSQL (psycogreen) needs none.
+        # process; one green lock per file and process keeps its sessions
+        # from meeting there. PostgreSQL (psycogreen) needs none.
         self._serial = (
-            eventlet.semaphore.Semaphore(1)
+            _sqlite_lock(self.engine.url.database)
             if self.engine.dialect.name == "sqlite"
             else nullcontext()
         )

@@ -36,6 +36,7 @@ DEFAULT_WEIGHTS = {
     "completion": 0.1,
     "returns": 0.1,
 }
+MAX_DEADLINE_S = 7 * 24 * 3600  # a week: anything longer is not a deadline
 SAMPLE_NETWORK = Path(__file__).parent / "networks" / "sample.yaml"
 
 _TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -156,8 +157,12 @@ def load_network(path: str | Path | None = None) -> Network:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         raise NetworkError(f"network file {path}: cannot be read ({exc.strerror})") from None
+    except UnicodeDecodeError:
+        raise NetworkError(f"network file {path}: not UTF-8 text") from None
     except yaml.YAMLError as exc:
         raise NetworkError(f"network file {path}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise NetworkError(f"network file {path}: nested too deeply") from None
     try:
         return parse_network(raw)
     except NetworkError as exc:
@@ -211,7 +216,7 @@ def _list(raw: dict, key: str) -> list:
 
 def _non_negative_int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise NetworkError(f"{where} must be a non-negative integer, got {value!r}")
+        raise NetworkError(f"{where} must be a non-negative integer")
     return value
 
 
@@ -283,8 +288,14 @@ def _deadlines(raw: dict) -> Deadlines:
     values = {}
     for key in DEADLINE_KEYS:
         seconds = raw.get(key)
-        if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds <= 0:
-            raise NetworkError(f"deadlines_s.{key} must be a positive number of seconds")
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int)
+            or not 0 < seconds <= MAX_DEADLINE_S
+        ):
+            raise NetworkError(
+                f"deadlines_s.{key} must be a number of seconds from 1 to {MAX_DEADLINE_S}"
+            )
         values[key] = timedelta(seconds=seconds)
     return Deadlines(**values)
 
@@ -298,7 +309,7 @@ def _grades(raw: dict) -> dict[str, str]:
         grades[grade] = level
     unknown = set(raw) - set(GRADES)
     if unknown:
-        raise NetworkError(f"grades: unknown grade {sorted(unknown)[0]!r}")
+        raise NetworkError(f"grades: unknown grade {sorted(unknown, key=repr)[0]!r}")
     return grades
 
 
@@ -371,7 +382,7 @@ def _departments(entries: list, centers: dict[str, Center]) -> dict[str, Departm
         if len(set(roles)) != len(roles):
             raise NetworkError(f"{where}: a role is listed twice")
         tier = entry.get("tier")
-        if tier not in (1, 2) or isinstance(tier, bool):
+        if type(tier) is not int or tier not in (1, 2):
             raise NetworkError(f"{where}: tier must be 1 or 2")
         duty = entry.get("duty")
         if duty not in DUTIES:
@@ -420,11 +431,15 @@ def _weights(raw: Any) -> dict[str, float]:
         raise NetworkError("assessment.weights must be a mapping")
     unknown = set(given) - set(WEIGHT_KEYS)
     if unknown:
-        raise NetworkError(f"assessment.weights: unknown weight {sorted(unknown)[0]!r}")
+        raise NetworkError(f"assessment.weights: unknown weight {sorted(unknown, key=repr)[0]!r}")
     weights = dict(DEFAULT_WEIGHTS)
     for key, value in given.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise NetworkError(f"assessment.weights.{key} must be a non-negative number")
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 <= value <= 1  # also refuses nan
+        ):
+            raise NetworkError(f"assessment.weights.{key} must be a number from 0 to 1")
         weights[key] = float(value)
     if abs(sum(weights.values()) - 1.0) > 1e-6:
         raise NetworkError("assessment.weights must add up to 1")

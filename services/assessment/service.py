@@ -42,6 +42,7 @@ from shared.db import Database, Transaction, insert_ignoring_conflicts
 from shared.dependencies import NetworkProvider, api
 from shared.errors import NotFound, ValidationError
 from shared.events import RATINGS, load_event, utcnow
+from shared.fields import instant_arg, text_arg
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import OutboxRelay
@@ -51,30 +52,6 @@ log = logging.getLogger(__name__)
 
 GAUGE_REFRESH_S = 15.0
 GAUGE_WINDOW = timedelta(days=30)
-
-
-def _text_arg(errors: dict, name: str, value: Any, max_length: int = 64) -> str | None:
-    if not isinstance(value, str) or not value.strip():
-        errors[name] = ["must be a non-empty string"]
-    elif len(value) > max_length:
-        errors[name] = [f"must be at most {max_length} characters"]
-    elif any(ord(ch) < 32 for ch in value):
-        errors[name] = ["contains control characters"]
-    else:
-        return value
-    return None
-
-
-def _instant_arg(errors: dict, name: str, value: Any) -> datetime | None:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None:
-            return parsed
-    errors[name] = ["must be an ISO 8601 date-time with an offset"]
-    return None
 
 
 def _record_of(row: OrderRecordRow) -> OrderRecord:
@@ -238,8 +215,8 @@ class AssessmentService:
         latest by recording time wins), and the answer names the one replaced.
         """
         errors: dict[str, list[str]] = {}
-        _text_arg(errors, "incident_id", incident_id)
-        _text_arg(errors, "operator", operator)
+        text_arg(errors, "incident_id", incident_id)
+        text_arg(errors, "operator", operator)
         if rating not in RATINGS:
             errors["rating"] = [f"must be one of {', '.join(RATINGS)}"]
         if errors:
@@ -301,10 +278,10 @@ class AssessmentService:
 
     def _assess(self, center: Any, since: Any, until: Any) -> dict:
         errors: dict[str, list[str]] = {}
-        if _text_arg(errors, "center", center) and center not in self.network.centers:
+        if text_arg(errors, "center", center) and center not in self.network.centers:
             errors["center"] = [f"unknown center {center}"]
-        start = _instant_arg(errors, "since", since)
-        end = _instant_arg(errors, "until", until)
+        start = instant_arg(errors, "since", since)
+        end = instant_arg(errors, "until", until)
         if start and end and start >= end:
             errors["until"] = ["must be later than since"]
         if errors:

@@ -31,6 +31,7 @@ from shared.db import Database, Transaction, insert_ignoring_conflicts
 from shared.dependencies import NetworkProvider, api
 from shared.errors import NotFound, RetryLater, ValidationError
 from shared.events import InvalidEvent, load_event, utcnow
+from shared.fields import require_text
 from shared.ids import new_id
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
@@ -70,18 +71,6 @@ def order_view(order: WorkOrder) -> dict:
         value = getattr(order, name)
         view[name] = value.isoformat() if value else None
     return view
-
-
-def _text_arg(name: str, value, max_length: int, required: bool = True) -> str | None:
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        raise ValidationError({name: ["must be a non-empty string"]})
-    if len(value) > max_length:
-        raise ValidationError({name: [f"must be at most {max_length} characters"]})
-    if any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value):
-        raise ValidationError({name: ["contains control characters"]})
-    return value
 
 
 class DispatchService:
@@ -159,7 +148,7 @@ class DispatchService:
 
     @api
     def get_order(self, order_id: str) -> dict:
-        _text_arg("order_id", order_id, 64)
+        require_text("order_id", order_id, 64)
         with self.db.read() as session:
             order = session.get(WorkOrder, order_id)
             if order is None:
@@ -194,7 +183,7 @@ class DispatchService:
     ) -> list[dict]:
         filters = {"incident_id": incident_id, "center": center, "department": department}
         for name, value in filters.items():
-            _text_arg(name, value, 64, required=False)
+            require_text(name, value, 64, required=False)
         if status is not None and status not in STATUSES:
             raise ValidationError({"status": [f"must be one of {', '.join(STATUSES)}"]})
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 5000:
@@ -218,12 +207,12 @@ class DispatchService:
 
     @api
     def report(self, order_id: str, operator: str, note: str) -> dict:
-        note = _text_arg("note", note, 4000)
+        note = require_text("note", note, 4000)
         return self._act(order_id, operator, "report", "order_reported", detail=note, note=note)
 
     @api
     def complete(self, order_id: str, operator: str, result: str) -> dict:
-        result = _text_arg("result", result, 4000)
+        result = require_text("result", result, 4000)
         return self._act(
             order_id, operator, "complete", "order_completed", detail=result, result=result
         )
@@ -232,7 +221,7 @@ class DispatchService:
     def request_reinforcement(
         self, order_id: str, operator: str, reason: str, crowd_size: int | None = None
     ) -> dict:
-        reason = _text_arg("reason", reason, 2000)
+        reason = require_text("reason", reason, 2000)
         if crowd_size is not None and (
             isinstance(crowd_size, bool) or not isinstance(crowd_size, int) or crowd_size < 0
         ):
@@ -251,9 +240,9 @@ class DispatchService:
     def return_order(self, order_id: str, operator: str, reason: str) -> dict:
         """退单: refused as not competent. Re-routed to the next holder of the role in
         the same center; when none is left the event says `all_returned`."""
-        reason = _text_arg("reason", reason, 2000)
-        operator = _text_arg("operator", operator, 64)
-        _text_arg("order_id", order_id, 64)
+        reason = require_text("reason", reason, 2000)
+        operator = require_text("operator", operator, 64)
+        require_text("order_id", order_id, 64)
         now = utcnow()
         sent = []
         with self.db.transaction() as tx:
@@ -295,8 +284,8 @@ class DispatchService:
     def _act(
         self, order_id, operator, action: str, event_type: str, detail=None, **event_data
     ) -> dict:
-        _text_arg("order_id", order_id, 64)
-        operator = _text_arg("operator", operator, 64)
+        require_text("order_id", order_id, 64)
+        operator = require_text("operator", operator, 64)
         now = utcnow()
         with self.db.transaction() as tx:
             order = self._locked_order(tx, order_id)

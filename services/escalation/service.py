@@ -37,6 +37,7 @@ from shared.db import Database, Transaction, insert_ignoring_conflicts, is_trans
 from shared.dependencies import NetworkProvider, api
 from shared.errors import InvalidTransition, NotFound, RetryLater, ValidationError
 from shared.events import InvalidEvent, load_event, utcnow
+from shared.fields import text_arg
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import OutboxRelay
@@ -58,21 +59,6 @@ def move_view(move: CommandMove) -> dict:
         "detail": move.detail,
         "assist_centers": json.loads(move.assist_centers or "[]"),
     }
-
-
-def _text(errors: dict, name: str, value, max_length: int, required: bool = True):
-    """A caller's string: non-empty, at most `max_length`, no control characters."""
-    if value is None and not required:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        errors[name] = ["must be a non-empty string"]
-    elif len(value) > max_length:
-        errors[name] = [f"must be at most {max_length} characters"]
-    elif any(ord(ch) < 32 and ch not in "\t\n\r" for ch in value) or any(
-        0xD800 <= ord(ch) <= 0xDFFF for ch in value
-    ):
-        errors[name] = ["contains control characters"]
-    return value
 
 
 class EscalationService:
@@ -284,9 +270,9 @@ class EscalationService:
         operator's explanation; `center`, when given, is the caller's center and
         must be the one in command."""
         errors: dict = {}
-        _text(errors, "incident_id", incident_id, 64)
-        _text(errors, "operator", operator, 64)
-        _text(errors, "reason", reason, 2000)
+        text_arg(errors, "incident_id", incident_id, 64)
+        text_arg(errors, "operator", operator, 64)
+        text_arg(errors, "reason", reason, 2000)
         self._center_arg(errors, "center", center, required=False)
         if errors:
             raise ValidationError(errors)
@@ -305,9 +291,9 @@ class EscalationService:
         """下派: a county (or city) center hands an incident to one of its towns,
         whose units then get orders."""
         errors: dict = {}
-        _text(errors, "incident_id", incident_id, 64)
-        _text(errors, "to_center", to_center, 32)
-        _text(errors, "operator", operator, 64)
+        text_arg(errors, "incident_id", incident_id, 64)
+        text_arg(errors, "to_center", to_center, 32)
+        text_arg(errors, "operator", operator, 64)
         self._center_arg(errors, "center", center, required=False)
         if errors:
             raise ValidationError(errors)
@@ -343,7 +329,7 @@ class EscalationService:
     @staticmethod
     def _chain(session, incident_id) -> tuple[CommandState, list[dict]]:
         errors: dict = {}
-        _text(errors, "incident_id", incident_id, 64)
+        text_arg(errors, "incident_id", incident_id, 64)
         if errors:
             raise ValidationError(errors)
         state = session.get(CommandState, incident_id)
@@ -497,7 +483,7 @@ class EscalationService:
         return category
 
     def _center_arg(self, errors: dict, name: str, value, required: bool = True) -> None:
-        _text(errors, name, value, 32, required=required)
+        text_arg(errors, name, value, 32, required=required)
         if name not in errors and value is not None and value not in self.network.centers:
             errors[name] = ["not a center of the network"]
 

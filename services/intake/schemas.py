@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
 
-from shared.fields import StrictInteger, Text
+from shared.fields import Instant, StrictInteger, Text
 
 CHANNELS = ("12345", "110", "119", "120", "app", "platform", "center")
 REQUEST_TYPES = (
@@ -17,7 +17,12 @@ REQUEST_TYPES = (
     "emergency",
 )
 GRADES = ("I", "II", "III", "IV")
-PHONE = r"^\+?[0-9][0-9 \-]{2,30}$"
+PHONE = r"\A\+?[0-9][0-9 \-]{2,30}\Z"
+
+
+def _not_blank(text: str) -> None:
+    if not text.strip():
+        raise ValidationError("must not be blank")
 
 
 class LocationSchema(Schema):
@@ -49,11 +54,11 @@ class ReportSchema(Schema):
     channel = fields.String(required=True, validate=validate.OneOf(CHANNELS))
     category = Text(required=True, validate=validate.Length(min=1, max=64))
     request_type = fields.String(required=True, validate=validate.OneOf(REQUEST_TYPES))
-    title = Text(required=True, validate=validate.Length(min=1, max=200))
+    title = Text(required=True, validate=[validate.Length(min=1, max=200), _not_blank])
     description = Text(load_default="", validate=validate.Length(max=4000))
     location = fields.Nested(LocationSchema, required=True)
-    reported_at = fields.AwareDateTime(required=True)
-    occurred_at = fields.AwareDateTime(allow_none=True, load_default=None)
+    reported_at = Instant(required=True)
+    occurred_at = Instant(allow_none=True, load_default=None)
     reporter = fields.Nested(ReporterSchema, allow_none=True, load_default=None)
     crowd_size = StrictInteger(
         allow_none=True, load_default=None, validate=validate.Range(0, 10_000_000)

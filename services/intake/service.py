@@ -11,8 +11,9 @@ from services.intake.models import Base, Incident, outbox, processed_events
 from services.intake.schemas import ReportSchema
 from shared.db import Database, insert_ignoring_conflicts
 from shared.dependencies import NetworkProvider, api, validated
-from shared.errors import NotFound, ValidationError
+from shared.errors import NotFound
 from shared.events import load_event, utcnow
+from shared.fields import require_text
 from shared.ids import new_id
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
@@ -152,8 +153,7 @@ class IntakeService:
 
     @api
     def get_incident(self, incident_id: str) -> dict:
-        if not isinstance(incident_id, str) or not incident_id:
-            raise ValidationError({"incident_id": ["must be a non-empty string"]})
+        require_text("incident_id", incident_id, 32)
         with self.db.read() as session:
             incident = session.get(Incident, incident_id)
             if incident is None:

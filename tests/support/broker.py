@@ -59,18 +59,20 @@ class EventTap:
             exclusive=True,
             auto_delete=True,
         )
-        self.queue(self.connection.default_channel).declare()
         self.events: list[tuple[str, dict]] = []
+        # one consumer for the tap's whole life: nothing published between
+        # two drains is missed
+        self.consumer = self.connection.Consumer(
+            self.queue, callbacks=[self._on_message], accept=["json"]
+        )
+        self.consumer.consume()
 
     def drain(self, timeout: float = 0.2) -> list[tuple[str, dict]]:
-        with self.connection.Consumer(self.queue, callbacks=[self._on_message], accept=["json"]):
-            try:
-                while True:
-                    self.connection.drain_events(timeout=timeout)
-            except TimeoutError:
-                pass
-            except OSError:  # socket.timeout on some transports
-                pass
+        try:
+            while True:
+                self.connection.drain_events(timeout=timeout)
+        except (TimeoutError, OSError):  # nothing more for now
+            pass
         return self.events
 
     def _on_message(self, body, message) -> None:
