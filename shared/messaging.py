@@ -26,6 +26,7 @@ from nameko.standalone.events import get_event_exchange
 
 from shared import config
 from shared.db import is_transient
+from shared.errors import RetryLater
 from shared.metrics import DEAD_LETTERS, HANDLER_RETRIES
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,9 @@ class ReliableEventHandler(EventHandler):
             self.method_name,
             self.container.config,
         )
+        # at 0 from the start: the first retry or poison message shows in rate()/increase()
+        HANDLER_RETRIES.labels(self.container.service_name, self.method_name)
+        DEAD_LETTERS.labels(self.container.service_name, self.method_name, "InvalidEvent")
         Consumer.setup(self)
 
     def handle_message_processed(self, message, result=None, exc_info=None) -> None:
@@ -199,6 +203,10 @@ def handles(source: str, event_type: str):
     """Decorate a service method as the handler of `source.event_type`."""
     from shared.events import InvalidEvent
 
+    # expected: logged on one line, not as a crash (both still land somewhere)
     return ReliableEventHandler.decorator(
-        source, event_type, handler_type=SERVICE_POOL, expected_exceptions=(InvalidEvent,)
+        source,
+        event_type,
+        handler_type=SERVICE_POOL,
+        expected_exceptions=(InvalidEvent, RetryLater),
     )

@@ -13,6 +13,8 @@ import time
 from nameko.extensions import DependencyProvider
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 
+from shared.errors import RetryLater
+
 log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -59,6 +61,11 @@ OUTBOX_FAILURES = Counter(
     ["service"],
 )
 
+# ok; rejected: an expected error (a bad argument, a payload off its contract);
+# requeued: an event met before one it depends on, tried again (RetryLater);
+# error: anything else.
+OUTCOMES = ("ok", "rejected", "requeued", "error")
+
 _started_ports: set[int] = set()
 
 
@@ -77,6 +84,15 @@ class EntrypointMetrics(DependencyProvider):
     def __init__(self):
         self._started: dict[int, float] = {}
 
+    def setup(self) -> None:
+        """Every entrypoint's series exist from the start, at 0, so that rate()
+        and increase() see a first call, rejection or error."""
+        service = self.container.service_name
+        for entrypoint in self.container.entrypoints:
+            for outcome in OUTCOMES:
+                ENTRYPOINT_REQUESTS.labels(service, entrypoint.method_name, outcome)
+            ENTRYPOINT_LATENCY.labels(service, entrypoint.method_name)
+
     def worker_setup(self, worker_ctx) -> None:
         self._started[id(worker_ctx)] = time.perf_counter()
 
@@ -86,6 +102,8 @@ class EntrypointMetrics(DependencyProvider):
         entrypoint = worker_ctx.entrypoint.method_name
         if exc_info is None:
             outcome = "ok"
+        elif isinstance(exc_info[1], RetryLater):
+            outcome = "requeued"
         else:
             expected = getattr(worker_ctx.entrypoint, "expected_exceptions", ())
             outcome = "rejected" if expected and isinstance(exc_info[1], expected) else "error"

@@ -27,6 +27,7 @@ from nameko.standalone.events import get_event_exchange
 from sqlalchemy import func, select, update
 
 from shared.db import Database
+from shared.messaging import SUBSCRIPTIONS
 from shared.metrics import OUTBOX_FAILURES, OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_UNROUTED
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,12 @@ class OutboxRelay(DependencyProvider):
         self._connection: Connection | None = None
         self._producer = None
         self._thread = None
+        service = self.container.service_name
+        OUTBOX_FAILURES.labels(service)
+        OUTBOX_PENDING.labels(service)
+        for event in sorted({e for source, e, *_ in SUBSCRIPTIONS if source == service}):
+            OUTBOX_PUBLISHED.labels(service, event)
+            OUTBOX_UNROUTED.labels(service, event)
 
     def start(self) -> None:
         self._thread = self.container.spawn_managed_thread(self._run)

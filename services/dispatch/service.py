@@ -17,6 +17,7 @@ from services.dispatch.metrics import (
     OVERDUE_OPEN_ORDERS,
     TIME_TO_ACCEPT,
     TIME_TO_ARRIVE,
+    DispatchSeries,
 )
 from services.dispatch.models import (
     Base,
@@ -80,6 +81,7 @@ class DispatchService:
     relay = OutboxRelay()
     network = NetworkProvider()
     metrics = EntrypointMetrics()
+    series = DispatchSeries()
 
     # -- incidents in -----------------------------------------------------
 
