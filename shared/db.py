@@ -35,6 +35,7 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
+    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -277,13 +278,22 @@ class Database(DependencyProvider):
                 callback()
 
 
+SCHEMA_LOCK = 0x6C696E6B  # "link": one schema creation at a time
+
+
 def wait_for_schema(engine: Engine, metadata: MetaData, timeout_s: float = 120) -> None:
     """Create the tables, waiting for a database that is still coming up."""
     deadline = time.monotonic() + timeout_s
     delay = 0.5
     while True:
         try:
-            metadata.create_all(engine)
+            with engine.begin() as connection:
+                if connection.dialect.name == "postgresql":
+                    # instances starting together would race on CREATE TABLE
+                    connection.execute(
+                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK}
+                    )
+                metadata.create_all(connection)
             return
         except OperationalError as exc:
             if time.monotonic() > deadline:

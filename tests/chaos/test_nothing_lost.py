@@ -26,7 +26,7 @@ from tests.conftest import cluster_rpc
 from tests.support.faults import Duplicator, restart_postgres, restart_rabbitmq
 from tests.support.reports import DONGSHAN, report
 
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.chaos, pytest.mark.disruptive]
 
 FULL = os.environ.get("LINKAGE_CHAOS") == "full"
 REPORTS = 240 if FULL else 60

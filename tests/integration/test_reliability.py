@@ -145,6 +145,7 @@ def test_a_handler_bug_is_dead_lettered_not_dropped(run_services, vhost, broker_
     assert letter["properties"]["headers"]["x-linkage-error-type"] == "KeyError"
 
 
+@pytest.mark.disruptive
 @pytest.mark.parametrize("backend", ["postgresql"], indirect=True)
 def test_with_the_database_down_a_report_is_refused_not_lost(run_services, rpc, db_urls):
     run_services(IntakeService)

@@ -101,9 +101,9 @@ class Platform:
             ServiceProcess(n, self.env, self.log_dir, tag or f"-{len(self.processes) + i}").start()
             for i, n in enumerate(names)
         ]
+        self.processes.extend(started)  # stopped at teardown even if not ready
         for process in started:
             process.wait_ready()
-        self.processes.extend(started)
         return started
 
     def of(self, name: str) -> list[ServiceProcess]:
