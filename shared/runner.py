@@ -75,6 +75,16 @@ def _wait_for_broker(nameko_config: dict, timeout_s: float = 120) -> None:
             delay = min(delay * 2, 5)
 
 
+def _stop_within(runner: ServiceRunner, timeout_s: float) -> None:
+    """A graceful stop, bounded: a service that cannot reach its broker or
+    database to finish cleanly is killed rather than left hanging."""
+    with eventlet.Timeout(timeout_s, False):
+        runner.stop()
+        return
+    log.error("services did not stop within %.0fs; killing them", timeout_s)
+    runner.kill()
+
+
 def run(names: list[str]) -> int:
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
@@ -103,7 +113,9 @@ def run(names: list[str]) -> int:
 
     def shutdown(signum, frame):
         # signal handlers run in the main loop and cannot block on eventlet
-        eventlet.spawn_n(runner.stop)
+        eventlet.spawn_n(
+            _stop_within, runner, float(os.environ.get("LINKAGE_STOP_TIMEOUT_S", "30"))
+        )
 
     signal.signal(signal.SIGTERM, shutdown)
     signal.signal(signal.SIGINT, shutdown)

@@ -146,3 +146,21 @@ def test_the_readme_commands_bring_the_platform_up_and_a_report_comes_back_as_or
         platform.terminate()
         assert platform.wait(30) == 0
         log.close()
+
+
+def test_sigterm_stops_a_service_that_lost_its_broker_within_the_timeout(db_urls, tmp_path):
+    from tests.support.broker import amqp_uri, fresh_vhost
+    from tests.support.databases import env_for
+
+    with fresh_vhost() as vhost:
+        env = {"AMQP_URI": amqp_uri(vhost), "LINKAGE_STOP_TIMEOUT_S": "3", **env_for(db_urls)}
+        service = ServiceProcess("dispatch", env, tmp_path)
+        service.start().wait_ready()
+    # the vhost is gone: the service keeps trying to reconnect
+    time.sleep(1)
+    started = time.monotonic()
+    try:
+        service.terminate(timeout=20)
+    finally:
+        service.kill()
+    assert time.monotonic() - started < 15
