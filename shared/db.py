@@ -142,8 +142,8 @@ def make_engine(url: str) -> Engine:
     return create_engine(
         url,
         pool_pre_ping=True,
-        pool_size=int(os.environ.get("LINKAGE_DB_POOL_SIZE", "5")),
-        max_overflow=int(os.environ.get("LINKAGE_DB_POOL_OVERFLOW", "10")),
+        pool_size=int(os.environ.get("LINKAGE_DB_POOL_SIZE", "11")),  # max_workers + the relay
+        max_overflow=int(os.environ.get("LINKAGE_DB_POOL_OVERFLOW", "5")),
         pool_recycle=1800,
     )
 
