@@ -156,7 +156,7 @@ def wait_until_settled(reports, db_urls, network, timeout: float = 120):
 
 
 def test_nothing_accepted_is_lost_or_duplicated_under_faults(
-    platform, broker_uri, db_urls, backend
+    platform, broker_uri, db_urls, backend, capsys
 ):
     network = load_network()
     for name in SERVICES:
@@ -176,11 +176,12 @@ def test_nothing_accepted_is_lost_or_duplicated_under_faults(
     # faults are over: the services must recover by themselves
     accepted, lost, duplicated, unexpected = wait_until_settled(reports, db_urls, network)
     duplicator.stop()
-    print(
-        f"\nchaos on {backend}: {', '.join(applied)}; "
-        f"{duplicator.duplicated} events delivered twice; {submitter.retries} client retries"
-    )
-    print(f"accepted {accepted}, lost {lost}, duplicated {duplicated}")
+    with capsys.disabled():  # the reconciliation is the point: always shown
+        print(
+            f"\nchaos on {backend}: {', '.join(applied)}; "
+            f"{duplicator.duplicated} events delivered twice; {submitter.retries} client retries"
+        )
+        print(f"accepted {accepted}, lost {lost}, duplicated {duplicated}")
     assert len(submitter.answers) == REPORTS, "some reports never got an answer"
     assert duplicator.duplicated > 0, "the duplicator saw no events"
     assert (lost, duplicated, unexpected) == (0, 0, 0), platform.logs()
