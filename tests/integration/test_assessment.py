@@ -161,12 +161,19 @@ def test_shuffled_duplicated_events_on_two_instances_give_the_replayed_scores(
 
     # the dashboards' gauges, from the timer, for departments with data only
     water_score = by_department["dongshan-water"]["score"]
-    wait_for(lambda: gauge("linkage_department_score", DONGSHAN, "dongshan-water") == water_score)
-    assert gauge("linkage_department_satisfaction_ratio", DONGSHAN, "dongshan-water") == 0.6
-    assert gauge("linkage_department_score", YUJIN, "yujin-water") == 100.0
-    assert gauge("linkage_department_satisfaction_ratio", YUJIN, "yujin-water") == 1.0
-    assert gauge("linkage_department_score", DONGSHAN, "dongshan-fire") is None
-    assert gauge("linkage_department_satisfaction_ratio", DONGSHAN, "dongshan-power") is None
+    # a refresh sets the gauges one by one: wait for one that has set them all
+    gauges = {
+        ("linkage_department_score", DONGSHAN, "dongshan-water"): water_score,
+        ("linkage_department_satisfaction_ratio", DONGSHAN, "dongshan-water"): 0.6,
+        ("linkage_department_score", YUJIN, "yujin-water"): 100.0,
+        ("linkage_department_satisfaction_ratio", YUJIN, "yujin-water"): 1.0,
+        ("linkage_department_score", DONGSHAN, "dongshan-fire"): None,
+        ("linkage_department_satisfaction_ratio", DONGSHAN, "dongshan-power"): None,
+    }
+    wait_for(
+        lambda: {key: gauge(*key) for key in gauges} == gauges,
+        message=f"gauges {gauges}",
+    )
 
 
 def test_record_satisfaction_keeps_the_latest_rating_and_counts_it(
