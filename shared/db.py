@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 import eventlet
 import eventlet.event
 import eventlet.semaphore
+from amqp.exceptions import RecoverableConnectionError
 from nameko.extensions import DependencyProvider
 from sqlalchemy import (
     BigInteger,
@@ -98,23 +99,13 @@ def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
     return outbox, processed
 
 
-TRANSIENT = (OperationalError,)
-
-
 def is_transient(exc: BaseException) -> bool:
     """Errors worth retrying: the database or broker is away, not the input bad."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
     if isinstance(exc, (OperationalError, ConnectionError, TimeoutError, OSError)):
         return True
-    if isinstance(exc, (Unavailable, RetryLater)):
-        return True
-    try:
-        from amqp.exceptions import RecoverableConnectionError
-
-        return isinstance(exc, RecoverableConnectionError)
-    except ImportError:  # pragma: no cover
-        return False
+    return isinstance(exc, (Unavailable, RetryLater, RecoverableConnectionError))
 
 
 def make_engine(url: str) -> Engine:

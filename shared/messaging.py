@@ -27,6 +27,7 @@ from nameko.standalone.events import get_event_exchange
 from shared import config
 from shared.db import is_transient
 from shared.errors import RetryLater
+from shared.events import InvalidEvent
 from shared.metrics import DEAD_LETTERS, HANDLER_RETRIES
 
 log = logging.getLogger(__name__)
@@ -189,20 +190,12 @@ def dead_letter(nameko_config: dict, message, service: str, method: str, exc_inf
         service,
         method,
         reason,
-        exc_info=exc_info if not _is_poison(exc) else None,
+        exc_info=None if isinstance(exc, InvalidEvent) else exc_info,
     )
-
-
-def _is_poison(exc: BaseException) -> bool:
-    from shared.events import InvalidEvent
-
-    return isinstance(exc, InvalidEvent)
 
 
 def handles(source: str, event_type: str):
     """Decorate a service method as the handler of `source.event_type`."""
-    from shared.events import InvalidEvent
-
     # expected: logged on one line, not as a crash (both still land somewhere)
     return ReliableEventHandler.decorator(
         source,
