@@ -1,0 +1,31 @@
+"""The platform's services. `service_classes` and `topology` are the one list
+of them: the runner starts classes from it, and every process declares the
+whole topology it derives (shared/messaging.py)."""
+
+from __future__ import annotations
+
+import importlib
+
+from shared.config import SERVICES
+
+_CLASSES = {
+    "intake": "services.intake.service:IntakeService",
+    "dispatch": "services.dispatch.service:DispatchService",
+    "escalation": "services.escalation.service:EscalationService",
+    "assessment": "services.assessment.service:AssessmentService",
+}
+
+
+def service_classes(names=SERVICES) -> list[type]:
+    classes = []
+    for name in names:
+        module, attribute = _CLASSES[name].split(":")
+        classes.append(getattr(importlib.import_module(module), attribute))
+    return classes
+
+
+def topology():
+    """Every subscription of every service, read off their handlers."""
+    from shared.messaging import subscriptions_of
+
+    return subscriptions_of(service_classes())

@@ -6,7 +6,7 @@ eventlet.monkey_patch()
 
 import sys  # noqa: E402
 
-from shared.config import SERVICES  # noqa: E402
+from services import service_classes, topology  # noqa: E402
 from shared.runner import run  # noqa: E402
 
-sys.exit(run(list(SERVICES)))
+sys.exit(run(service_classes(), topology()))

@@ -1,16 +1,18 @@
 """Database plumbing every service shares: engines, transactions, outbox, idempotency.
 
 Each service owns its database. A worker changes it inside `transaction()`,
-which commits before nameko acks the message or answers the call. Events are
-never published from a worker: `Transaction.emit` writes them to the outbox
-table in the same transaction, and the relay (shared/outbox.py) publishes them
-afterwards. A handler records every `event_id` it applies in the same
-transaction as its effect (`Transaction.first_time`), so a redelivered event
-changes nothing.
+which commits before nameko acks the message or answers the call. An event is
+never published before its change is committed: `UnitOfWork.emit` writes it to
+the outbox table in the same transaction, and the service's outbox publishes it
+right after the commit (shared/outbox.py). A handler records every
+`event_id` it applies in the same transaction as its effect
+(`UnitOfWork.first_time`, called by the event entrypoint), so a redelivered
+event changes nothing.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -100,12 +102,18 @@ def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth retrying: the database or broker is away, not the input bad."""
+    """Errors worth retrying: the database or broker is away, not the input bad.
+    A missing table or column is a schema behind its code: never transient."""
     if isinstance(exc, DBAPIError) and exc.connection_invalidated:
         return True
+    if isinstance(exc, OperationalError) and _SCHEMA_MISSING in str(exc.orig).lower():
+        return False
     if isinstance(exc, (OperationalError, ConnectionError, TimeoutError, OSError)):
         return True
     return isinstance(exc, (Unavailable, RetryLater, RecoverableConnectionError))
+
+
+_SCHEMA_MISSING = "no such "  # SQLite's "no such table" / "no such column"
 
 
 def make_engine(url: str) -> Engine:
@@ -130,23 +138,33 @@ def make_engine(url: str) -> Engine:
             connection.exec_driver_sql("BEGIN IMMEDIATE")
 
         return engine
+    # No pre-ping round trip per checkout: a connection broken by a database
+    # restart fails its first statement, SQLAlchemy invalidates the pool, and
+    # the unit of work is retried (RPC) or requeued (event).
     return create_engine(
         url,
-        pool_pre_ping=True,
         pool_size=int(os.environ.get("LINKAGE_DB_POOL_SIZE", "11")),  # max_workers + the relay
         max_overflow=int(os.environ.get("LINKAGE_DB_POOL_OVERFLOW", "5")),
         pool_recycle=1800,
     )
 
 
-def insert_ignoring_conflicts(engine_or_session, table: Table):
-    """`INSERT ... ON CONFLICT DO NOTHING` for the dialect in use."""
-    name = engine_or_session.get_bind().dialect.name
-    if name == "postgresql":
+@functools.cache
+def _insert_new(dialect: str, table: Table):
+    if dialect == "postgresql":
         return postgresql.insert(table).on_conflict_do_nothing()
-    if name == "sqlite":
+    if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing()
     return insert(table)  # pragma: no cover
+
+
+def insert_new(bind, table: Table):
+    """`INSERT ... ON CONFLICT DO NOTHING` into `table`, built once per dialect.
+
+    Execute it with the row as parameters (`session.execute(stmt, row)`): one
+    statement object per table means SQLAlchemy compiles it once per process.
+    """
+    return _insert_new(bind.get_bind().dialect.name, table)
 
 
 _sqlite_locks: dict[str, eventlet.semaphore.Semaphore] = {}
@@ -156,38 +174,56 @@ def _sqlite_lock(path: str | None) -> eventlet.semaphore.Semaphore:
     return _sqlite_locks.setdefault(path or ":memory:", eventlet.semaphore.Semaphore(1))
 
 
-class Transaction:
-    """One unit of work: the ORM session, the outbox and the processed-event log."""
+class UnitOfWork:
+    """One unit of work: a session inside a transaction, the events it
+    announces, and what must wait for its commit.
 
-    def __init__(self, session: Session, source: str, outbox: Table, processed: Table):
+    `emit` writes an event to the outbox table in the same transaction as the
+    change; once the transaction has committed, the service's outbox publishes
+    it from this worker (shared/outbox.py). Metrics and log lines that must
+    not claim what a rollback undid go to `after_commit`.
+    """
+
+    def __init__(self, session: Session, database: Database):
         self.session = session
-        self.source = source
-        self._outbox = outbox
-        self._processed = processed
+        self._database = database
         self.emitted: list[dict] = []
+        self._after_commit: list[Callable[[], None]] = []
 
     def emit(self, event_type: str, **data) -> dict:
-        """Queue an event for publication once this transaction commits."""
-        payload = make_event(self.source, event_type, **data)
+        """Announce an event once this transaction commits; the payload sent."""
+        source = self._database.container.service_name
+        payload = make_event(source, event_type, **data)
         self.session.execute(
-            self._outbox.insert().values(
-                event_id=payload["event_id"],
-                source=self.source,
-                event_type=event_type,
-                payload=json.dumps(payload, ensure_ascii=False),
-                created_at=datetime.now(UTC),
-                attempts=0,
-            )
+            insert(self._database.outbox),
+            {
+                "event_id": payload["event_id"],
+                "source": source,
+                "event_type": event_type,
+                "payload": json.dumps(payload, ensure_ascii=False),
+                "created_at": datetime.now(UTC),
+                "attempts": 0,
+            },
         )
-        self.emitted.append({"event_type": event_type, **payload})
+        self.emitted.append({"source": source, "event_type": event_type, "payload": payload})
         return payload
+
+    def after_commit(self, callback: Callable[[], None]) -> None:
+        """Run `callback` once the transaction has committed (never after a rollback)."""
+        self._after_commit.append(callback)
 
     def first_time(self, event_id: str, handler: str) -> bool:
         """Record that `handler` applies `event_id`; False if it already has."""
-        statement = insert_ignoring_conflicts(self.session, self._processed).values(
-            event_id=event_id, handler=handler, processed_at=datetime.now(UTC)
-        )
-        return self.session.execute(statement).rowcount == 1
+        statement = insert_new(self.session, self._database.processed)
+        row = {"event_id": event_id, "handler": handler, "processed_at": datetime.now(UTC)}
+        return self.session.execute(statement, row).rowcount == 1
+
+    def committed(self) -> None:
+        for callback in self._after_commit:
+            try:
+                callback()
+            except Exception:  # the change is committed: a metric or a log line must not undo it
+                log.exception("after-commit step failed")
 
 
 class Store:
@@ -201,7 +237,7 @@ class Store:
         return self._provider.engine
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> Iterator[UnitOfWork]:
         with self._provider.transaction() as tx:
             yield tx
 
@@ -214,8 +250,8 @@ class Store:
 class Database(DependencyProvider):
     """A service's database: schema created at start, one transaction per unit of work.
 
-    `on_commit` callbacks run after a commit that emitted events; the outbox
-    relay uses one to publish without waiting for its next poll.
+    `on_commit` callbacks get every unit of work that committed events; the
+    service's outbox publishes them from there (shared/outbox.py).
     """
 
     def __init__(self, metadata: MetaData, outbox: Table, processed: Table):
@@ -224,7 +260,7 @@ class Database(DependencyProvider):
         self.processed = processed
         self.engine: Engine | None = None
         self.url: str | None = None
-        self.on_commit: list[Callable[[], None]] = []
+        self.on_commit: list[Callable[[UnitOfWork], None]] = []
         self.ready = eventlet.event.Event()
 
     def setup(self) -> None:
@@ -240,8 +276,8 @@ class Database(DependencyProvider):
             if self.engine.dialect.name == "sqlite"
             else nullcontext()
         )
-
-    def start(self) -> None:
+        # Here, not in start(): nameko sets up every extension before it
+        # starts any, so no timer, consumer or RPC runs before the schema.
         wait_for_schema(self.engine, self.metadata)
         self.ready.send(True)
 
@@ -259,14 +295,16 @@ class Database(DependencyProvider):
             yield session
 
     @contextmanager
-    def transaction(self) -> Iterator[Transaction]:
+    def transaction(self) -> Iterator[UnitOfWork]:
         with self.session() as session:
-            tx = Transaction(session, self.container.service_name, self.outbox, self.processed)
+            tx = UnitOfWork(session, self)
             with session.begin():
                 yield tx
+        # committed, and outside the SQLite turn: publishing waits for the broker
         if tx.emitted:
             for callback in self.on_commit:
-                callback()
+                callback(tx)
+        tx.committed()
 
 
 SCHEMA_LOCK = 0x6C696E6B  # "link": one schema creation at a time

@@ -1,12 +1,14 @@
 """RabbitMQ topology and the platform's event handler.
 
 `handles(source, event_type)` is nameko's `event_handler` made safe for an
-emergency platform:
+emergency platform, and the one shape every handler has (see `handles`):
 - its queue is durable, of the configured type (quorum in production), and
   declared by every service at start (`declare_topology`), so an event
   published before its consumer first ran is kept, not unroutable;
-- a handler that fails on a transient error (database or broker away) waits
-  with back-off and the message is requeued, never acked;
+- a handler that fails on a transient error (database or broker away, an
+  event met before one it depends on) sends the message to wait in a retry
+  queue, growing delays, holding no worker (shared/retry.py); after the last
+  attempt it is dead-lettered like any other failure;
 - a handler that fails on anything else (a payload breaking its contract, a
   bug) sends the message to the dead-letter queue with the reason in its
   headers, then acks: it lands somewhere an operator sees (metric, alert).
@@ -14,105 +16,122 @@ emergency platform:
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import traceback
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 import eventlet
-from kombu import Connection, Exchange, Queue
+from kombu import Connection, Exchange, Queue, binding
 from kombu.pools import producers
 from nameko.events import SERVICE_POOL, EventHandler
+from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
 from nameko.messaging import Consumer
 from nameko.standalone.events import get_event_exchange
 
-from shared import config
+from shared import config, retry
 from shared.db import is_transient
 from shared.errors import RetryLater
-from shared.events import InvalidEvent
+from shared.events import InvalidEvent, load_event
 from shared.metrics import DEAD_LETTERS, HANDLER_RETRIES
 
 log = logging.getLogger(__name__)
 
 DEAD_LETTER_EXCHANGE = Exchange("linkage.dead-letter", type="fanout", durable=True)
-DEAD_LETTER_QUEUE = Queue(
-    "linkage.dead-letter", exchange=DEAD_LETTER_EXCHANGE, durable=True, routing_key=""
-)
 
-# Who listens to what: (source service, event type, consumer service, method).
-# Every service declares all of these queues at start; a unit test checks that
-# the services' handlers and this table agree.
-SUBSCRIPTIONS: tuple[tuple[str, str, str, str], ...] = (
-    ("intake", "incident_received", "dispatch", "on_incident_received"),
-    ("escalation", "incident_escalated", "dispatch", "on_incident_escalated"),
-    ("escalation", "incident_assigned_down", "dispatch", "on_incident_assigned_down"),
-    ("escalation", "incident_escalated", "intake", "on_incident_escalated"),
-    ("escalation", "incident_assigned_down", "intake", "on_incident_assigned_down"),
-    ("intake", "incident_received", "escalation", "on_incident_received"),
-    ("dispatch", "order_dispatched", "escalation", "on_order_dispatched"),
-    ("dispatch", "order_accepted", "escalation", "on_order_accepted"),
-    ("dispatch", "order_arrived", "escalation", "on_order_arrived"),
-    ("dispatch", "order_returned", "escalation", "on_order_returned"),
-    ("dispatch", "order_overdue", "escalation", "on_order_overdue"),
-    ("dispatch", "reinforcement_requested", "escalation", "on_reinforcement_requested"),
-    ("intake", "incident_received", "assessment", "on_incident_received"),
-    ("dispatch", "order_dispatched", "assessment", "on_order_dispatched"),
-    ("dispatch", "order_accepted", "assessment", "on_order_accepted"),
-    ("dispatch", "order_returned", "assessment", "on_order_returned"),
-    ("dispatch", "order_arrived", "assessment", "on_order_arrived"),
-    ("dispatch", "order_reported", "assessment", "on_order_reported"),
-    ("dispatch", "order_completed", "assessment", "on_order_completed"),
-    ("dispatch", "order_overdue", "assessment", "on_order_overdue"),
-    ("escalation", "incident_escalated", "assessment", "on_incident_escalated"),
-    ("escalation", "incident_assigned_down", "assessment", "on_incident_assigned_down"),
-    ("assessment", "satisfaction_recorded", "assessment", "on_satisfaction_recorded"),
-)
+
+def dead_letter_queue() -> Queue:
+    return Queue(
+        "linkage.dead-letter",
+        exchange=DEAD_LETTER_EXCHANGE,
+        durable=True,
+        routing_key="",
+        queue_arguments=queue_arguments(),
+    )
+
+
+@dataclass(frozen=True, order=True)
+class Subscription:
+    """Who listens to what: `service.method` handles `source.event_type`."""
+
+    source: str
+    event_type: str
+    service: str
+    method: str
+
+    @property
+    def queue(self) -> str:
+        """nameko's SERVICE_POOL queue name, so its consumers and ours agree."""
+        return queue_name(self.source, self.event_type, self.service, self.method)
 
 
 def queue_name(source: str, event_type: str, service: str, method: str) -> str:
-    """nameko's SERVICE_POOL queue name, so its consumers and ours agree."""
     return f"evt-{source}-{event_type}--{service}.{method}"
+
+
+def subscriptions_of(service_classes) -> tuple[Subscription, ...]:
+    """The subscription table, read off the services' handlers: it cannot drift."""
+    found = []
+    for cls in service_classes:
+        for method_name, method in inspect.getmembers(cls, inspect.isfunction):
+            for entrypoint in getattr(method, ENTRYPOINT_EXTENSIONS_ATTR, ()):
+                if isinstance(entrypoint, ReliableEventHandler):
+                    found.append(
+                        Subscription(
+                            entrypoint.source_service, entrypoint.event_type, cls.name, method_name
+                        )
+                    )
+    return tuple(sorted(found))
 
 
 def queue_arguments() -> dict:
     return {"x-queue-type": config.queue_type()}
 
 
-def event_queue(
-    source: str, event_type: str, service: str, method: str, nameko_config: dict
-) -> Queue:
+def event_queue(subscription: Subscription, nameko_config: dict) -> Queue:
+    """A subscriber's queue: bound to its event, and to the retry return."""
+    exchange = get_event_exchange(subscription.source, nameko_config)
     return Queue(
-        queue_name(source, event_type, service, method),
-        exchange=get_event_exchange(source, nameko_config),
-        routing_key=event_type,
+        subscription.queue,
+        bindings=[
+            binding(exchange, routing_key=subscription.event_type),
+            retry.return_binding(subscription.queue),
+        ],
         durable=True,
         queue_arguments=queue_arguments(),
     )
 
 
-def declare_topology(nameko_config: dict, subscriptions=None) -> None:
-    """Declare every event exchange, subscriber queue and the dead-letter queue."""
-    subscriptions = SUBSCRIPTIONS if subscriptions is None else subscriptions
+def declare_topology(nameko_config: dict) -> None:
+    """Declare every event exchange, every subscriber queue of the topology
+    (`LINKAGE_TOPOLOGY` in the config: all services', not only this process's,
+    so an event published before its consumer first ran is kept) and the
+    dead-letter queue."""
+    topology = nameko_config.get("LINKAGE_TOPOLOGY") or ()
     with Connection(nameko_config["AMQP_URI"]) as connection:
         channel = connection.default_channel
-        for source in {s for s, *_ in subscriptions} | set(config.SERVICES):
+        for source in {s.source for s in topology} | set(config.SERVICES):
             get_event_exchange(source, nameko_config)(channel).declare()
-        for subscription in subscriptions:
-            event_queue(*subscription, nameko_config)(channel).declare()
-        DEAD_LETTER_QUEUE(channel).declare()
+        retry.RETURN_EXCHANGE(channel).declare()
+        for queue in retry.retry_queues():
+            queue(channel).declare()
+        for subscription in topology:
+            event_queue(subscription, nameko_config)(channel).declare()
+        dead_letter_queue()(channel).declare()
 
 
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Only the SERVICE_POOL handler type is offered."""
 
-    max_backoff_s = 5.0
 
     def setup(self) -> None:
-        self.queue = event_queue(
-            self.source_service,
-            self.event_type,
-            self.container.service_name,
-            self.method_name,
-            self.container.config,
+        subscription = Subscription(
+            self.source_service, self.event_type, self.container.service_name, self.method_name
         )
+        self.queue = event_queue(subscription, self.container.config)
         # at 0 from the start: the first retry or poison message shows in rate()/increase()
         HANDLER_RETRIES.labels(self.container.service_name, self.method_name)
         DEAD_LETTERS.labels(self.container.service_name, self.method_name, "InvalidEvent")
@@ -123,28 +142,14 @@ class ReliableEventHandler(EventHandler):
             self.queue_consumer.ack_message(message)
             return
         exc = exc_info[1]
-        if is_transient(exc):
-            HANDLER_RETRIES.labels(self.container.service_name, self.method_name).inc()
-            # a first failure waits briefly; a message that already came back
-            # waits longer, so a database outage is not a busy loop
-            redelivered = bool(message.delivery_info.get("redelivered"))
-            delay = self.max_backoff_s if redelivered else 0.5
-            log.warning(
-                "%s.%s: transient failure (%s); requeued after %.1fs",
-                self.container.service_name,
-                self.method_name,
-                type(exc).__name__,
-                delay,
-            )
-            eventlet.sleep(delay)
-            self.queue_consumer.requeue_message(message)
+        if is_transient(exc) and self._retry_later(message, exc):
             return
         try:
             dead_letter(
                 self.container.config,
                 message,
-                self.container.service_name,
-                self.method_name,
+                self.queue.name,
+                f"{self.container.service_name}.{self.method_name}",
                 exc_info,
             )
         except Exception:  # the broker went away: keep the message, try again later
@@ -154,15 +159,46 @@ class ReliableEventHandler(EventHandler):
             return
         self.queue_consumer.ack_message(message)
 
+    def _retry_later(self, message, exc: BaseException) -> bool:
+        """Off to a retry queue, acked; False once its attempts are spent."""
+        attempt = retry.attempts_of(message) + 1
+        if attempt > retry.max_attempts():
+            return False
+        HANDLER_RETRIES.labels(self.container.service_name, self.method_name).inc()
+        try:
+            delay = retry.schedule(
+                self.container.config["AMQP_URI"], message, self.queue.name, attempt
+            )
+        except Exception:  # the broker went away: the message is redelivered anyway
+            log.warning("could not schedule a retry; requeueing the message")
+            eventlet.sleep(1)
+            self.queue_consumer.requeue_message(message)
+            return True
+        self.queue_consumer.ack_message(message)
+        log.warning(
+            "%s.%s: transient failure (%s); retry %d in %.0fs",
+            self.container.service_name,
+            self.method_name,
+            type(exc).__name__,
+            attempt,
+            delay,
+        )
+        return True
 
-def dead_letter(nameko_config: dict, message, service: str, method: str, exc_info) -> None:
+
+def dead_letter(nameko_config: dict, message, queue: str, consumer: str, exc_info) -> None:
+    """Send `message` as it came to the dead-letter queue, with why and from
+    where in its headers (see shared/deadletters.py for replaying it)."""
     exc = exc_info[1]
     reason = "".join(traceback.format_exception_only(type(exc), exc)).strip()[:2000]
     headers = dict(message.headers or {})
     headers.update(
         {
-            "x-linkage-consumer": f"{service}.{method}",
-            "x-linkage-queue": message.delivery_info.get("routing_key", ""),
+            "x-linkage-dead-letter-id": uuid.uuid4().hex[:12],
+            "x-linkage-dead-lettered-at": datetime.now(UTC).isoformat(),
+            "x-linkage-consumer": consumer,
+            "x-linkage-queue": queue,
+            "x-linkage-routing-key": message.delivery_info.get("routing_key", ""),
             "x-linkage-exchange": message.delivery_info.get("exchange", ""),
             "x-linkage-error-type": type(exc).__name__,
             "x-linkage-error": reason,
@@ -180,26 +216,47 @@ def dead_letter(nameko_config: dict, message, service: str, method: str, exc_inf
                 content_type=message.content_type,
                 content_encoding=message.content_encoding,
                 delivery_mode=2,
-                declare=[DEAD_LETTER_QUEUE],
+                declare=[dead_letter_queue()],
                 retry=True,
                 retry_policy={"max_retries": 3},
             )
+    service, _, method = consumer.partition(".")
     DEAD_LETTERS.labels(service, method, type(exc).__name__).inc()
+    # never the payload: it may carry what must not be logged; a bug's trace helps
     log.error(
-        "%s.%s: message dead-lettered: %s",
-        service,
-        method,
+        "%s: message dead-lettered: %s",
+        consumer,
         reason,
         exc_info=None if isinstance(exc, InvalidEvent) else exc_info,
     )
 
 
 def handles(source: str, event_type: str):
-    """Decorate a service method as the handler of `source.event_type`."""
-    # expected: logged on one line, not as a crash (both still land somewhere)
-    return ReliableEventHandler.decorator(
-        source,
-        event_type,
-        handler_type=SERVICE_POOL,
-        expected_exceptions=(InvalidEvent, RetryLater),
-    )
+    """The one shape of an event handler.
+
+    Decorates `def on_<event>(self, event, tx)`: the entrypoint validates the
+    payload against its contract (shared/events.py), opens the service's unit
+    of work (`self.db`), records the event as applied under a key derived from
+    the service and the method (`<service>.<method>`), and calls the handler
+    only the first time, all in one transaction committed before the ack.
+    What must wait for the commit goes to `tx.after_commit`.
+    """
+
+    def decorate(handler):
+        @functools.wraps(handler)
+        def apply(self, payload) -> None:
+            event = load_event(source, event_type, payload)
+            with self.db.transaction() as tx:
+                if tx.first_time(event["event_id"], f"{self.name}.{handler.__name__}"):
+                    handler(self, event, tx)
+
+        apply.handles = (source, event_type)
+        # expected: logged on one line, not as a crash (both still land somewhere)
+        return ReliableEventHandler.decorator(
+            source,
+            event_type,
+            handler_type=SERVICE_POOL,
+            expected_exceptions=(InvalidEvent, RetryLater),
+        )(apply)
+
+    return decorate

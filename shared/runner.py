@@ -29,21 +29,6 @@ from shared.network import NetworkError
 log = logging.getLogger("linkage")
 
 
-def _service_classes(names: list[str]) -> list[type]:
-    from services.assessment.service import AssessmentService
-    from services.dispatch.service import DispatchService
-    from services.escalation.service import EscalationService
-    from services.intake.service import IntakeService
-
-    known = {
-        "intake": IntakeService,
-        "dispatch": DispatchService,
-        "escalation": EscalationService,
-        "assessment": AssessmentService,
-    }
-    return [known[name] for name in names]
-
-
 class _ExpectedErrorsWithoutTrace(logging.Filter):
     """A caller's bad argument is logged as one line, not a traceback."""
 
@@ -85,14 +70,17 @@ def _stop_within(runner: ServiceRunner, timeout_s: float) -> None:
     runner.kill()
 
 
-def run(names: list[str]) -> int:
+def run(service_classes: list[type], topology: tuple) -> int:
+    """Run `service_classes` in this process until SIGTERM; `topology` is every
+    service's subscriptions (declared by each process at start)."""
+    names = [cls.name for cls in service_classes]
     logging.basicConfig(
         level=os.environ.get("LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s [%(process)d] %(message)s",
     )
     logging.getLogger("nameko.containers").addFilter(_ExpectedErrorsWithoutTrace())
     _patch_postgres()
-    nameko_config = config.nameko_config()
+    nameko_config = {**config.nameko_config(), "LINKAGE_TOPOLOGY": topology}
     try:
         network = network_for(nameko_config["LINKAGE_NETWORK"])
     except NetworkError as exc:
@@ -108,7 +96,7 @@ def run(names: list[str]) -> int:
     serve_metrics(config.metrics_port(names[0], single=len(names) == 1))
 
     runner = ServiceRunner(nameko_config)
-    for cls in _service_classes(names):
+    for cls in service_classes:
         runner.add_service(cls)
 
     def shutdown(signum, frame):

@@ -91,12 +91,15 @@ def db_urls(backend, tmp_path):
 
 @pytest.fixture
 def nameko_config(broker_uri, db_urls):
+    from services import topology  # every service's handlers: imported when first needed
+
     config = {
         "AMQP_URI": broker_uri,
         "DATABASE_URLS": db_urls,
         "LINKAGE_NETWORK": None,
         "DEADLINE_SCAN_S": 0.5,
         "max_workers": 10,
+        "LINKAGE_TOPOLOGY": topology(),
     }
     declare_topology(config)
     return config
