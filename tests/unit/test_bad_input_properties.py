@@ -29,6 +29,7 @@ from services.dispatch.models import OrderHistory, WorkOrder
 from services.dispatch.models import outbox as dispatch_outbox
 from services.dispatch.models import processed_events as dispatch_processed
 from services.dispatch.service import DispatchService
+from services.intake.domain import incident_from_report
 from services.intake.models import Incident
 from services.intake.schemas import CHANNELS, GRADES, PHONE, REQUEST_TYPES, ReportSchema
 from shared.db import Database, Store
@@ -559,21 +560,10 @@ def assert_storable(data: dict) -> None:
     """An accepted report fits intake's table and the events that follow it."""
     location = data["location"]
     reporter = data["reporter"] or {}
-    texts = {
-        "source_system": data["source_system"],
-        "external_id": data["external_id"],
-        "channel": data["channel"],
-        "category": data["category"],
-        "request_type": data["request_type"],
-        "title": data["title"],
-        "description": data["description"],
-        "town": location["town"],
-        "address": location["address"],
-        "reporter_name": reporter.get("name"),
-        "reporter_phone": reporter.get("phone"),
-        "grade": data["grade"],
-        "center": data["center"],
-    }
+    row = incident_from_report(data, "i" * 32, datetime.now(UTC))
+    texts = {name: value for name, value in row.items() if name in INCIDENT_COLUMNS}
+    texts = {k: v for k, v in texts.items() if isinstance(v, str) or v is None}
+    texts.pop("incident_id")
     for column, value in texts.items():
         if value is None:
             continue

@@ -1,0 +1,103 @@
+"""Intake's domain: a validated report becomes an incident, and how one is shown.
+
+Plain functions over plain data, so the tests call the same mapping the
+service stores (no copy of it anywhere else).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+INCIDENT_FIELDS = (
+    "incident_id",
+    "status",
+    "category",
+    "town",
+    "center",
+    "received_by",
+    "source_system",
+    "external_id",
+    "channel",
+    "request_type",
+    "title",
+    "description",
+    "crowd_size",
+    "casualties",
+    "grade",
+)
+INCIDENT_TIMES = ("received_at", "reported_at", "occurred_at", "command_changed_at")
+# what dispatch, escalation and assessment are told of a new incident
+ANNOUNCED_FIELDS = (
+    "incident_id",
+    "category",
+    "request_type",
+    "channel",
+    "town",
+    "center",
+    "title",
+    "crowd_size",
+    "casualties",
+    "grade",
+    "reported_at",
+    "received_at",
+)
+
+
+def incident_from_report(report: dict, incident_id: str, received_at: datetime) -> dict:
+    """The incident row for a report loaded by `ReportSchema`.
+
+    The incident starts under the center that took it: the town of the
+    location, or the report's `center` when a higher center took it itself.
+    """
+    location = report["location"]
+    reporter = report["reporter"] or {}
+    center = report["center"] or location["town"]
+    return {
+        "incident_id": incident_id,
+        "source_system": report["source_system"],
+        "external_id": report["external_id"],
+        "channel": report["channel"],
+        "category": report["category"],
+        "request_type": report["request_type"],
+        "title": report["title"],
+        "description": report["description"],
+        "town": location["town"],
+        "address": location["address"],
+        "lat": location.get("lat"),
+        "lon": location.get("lon"),
+        "reported_at": report["reported_at"],
+        "occurred_at": report["occurred_at"],
+        "reporter_name": reporter.get("name"),
+        "reporter_phone": reporter.get("phone"),
+        "crowd_size": report["crowd_size"],
+        "casualties": report["casualties"],
+        "grade": report["grade"],
+        "received_by": center,
+        "center": center,
+        "status": "open",
+        "received_at": received_at,
+    }
+
+
+def announcement(incident: dict) -> dict:
+    """The `incident_received` event's fields (no personal data)."""
+    return {name: incident[name] for name in ANNOUNCED_FIELDS}
+
+
+def incident_view(incident) -> dict:
+    """An incident as `get_incident` answers it (`incident` has the row's attributes)."""
+    view = {name: getattr(incident, name) for name in INCIDENT_FIELDS}
+    view["location"] = {"town": incident.town, "address": incident.address}
+    if incident.lat is not None:
+        view["location"]["lat"] = incident.lat
+    if incident.lon is not None:
+        view["location"]["lon"] = incident.lon
+    view["reporter"] = (
+        {"name": incident.reporter_name, "phone": incident.reporter_phone}
+        if incident.reporter_name or incident.reporter_phone
+        else None
+    )
+    for name in INCIDENT_TIMES:
+        value = getattr(incident, name)
+        view[name] = value.isoformat() if value else None
+    return view

@@ -1,0 +1,40 @@
+"""Intake's SQL: every statement the service runs on its database."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from services.intake.models import Incident
+from shared.db import UnitOfWork, insert_new
+
+
+def add_incident(tx: UnitOfWork, incident: dict) -> bool:
+    """Store a new incident; False when its (source_system, external_id) is known."""
+    return tx.session.execute(insert_new(tx.session, Incident.__table__), incident).rowcount == 1
+
+
+def by_source(session: Session, source_system: str, external_id: str) -> dict:
+    """The first incident of a (source_system, external_id) pair, as the submitter saw it."""
+    row = session.execute(
+        select(Incident.incident_id, Incident.center, Incident.received_at).where(
+            Incident.source_system == source_system, Incident.external_id == external_id
+        )
+    ).one()
+    return row._asdict()
+
+
+def get(session: Session, incident_id: str) -> Incident | None:
+    return session.get(Incident, incident_id)
+
+
+def move_command(tx: UnitOfWork, incident_id: str, to_center: str, at: datetime) -> None:
+    """Command moved at `at`; moves may arrive out of order, so only a later one wins."""
+    tx.session.execute(
+        update(Incident)
+        .where(Incident.incident_id == incident_id)
+        .where((Incident.command_changed_at.is_(None)) | (Incident.command_changed_at < at))
+        .values(center=to_center, command_changed_at=at)
+    )
