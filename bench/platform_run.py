@@ -6,8 +6,8 @@ the run's vhost, then measures:
 - sustained throughput: `reports` submitted to `intake.submit_report` with N
   in flight; an incident has flowed when its order was seen on
   `dispatch.events` *and* every service that consumes its events
-  (`incident_received`, `order_dispatched`: assessment's records, escalation's
-  tracking, whatever the code declares) has applied them. Incidents per
+  (`incident_received`, `order_dispatched`, `orders_dispatched`: whatever the
+  code declares) has applied them. Incidents per
   second = flowed incidents / (last one flowed − first submit).
 - latency at a fixed offered load (open loop, `rate` per second for
   `duration_s`): from the scheduled `submit_report` to the arrival of the
@@ -60,7 +60,11 @@ from shared.messaging import queue_name
 CATEGORY = "water.burst_main"
 TOWN = "511123101"
 # The events one report causes; the consumers of these are waited for.
-FLOW_EVENTS = {("intake", "incident_received"), ("dispatch", "order_dispatched")}
+FLOW_EVENTS = {
+    ("intake", "incident_received"),
+    ("dispatch", "order_dispatched"),
+    ("dispatch", "orders_dispatched"),
+}
 # What the services must not inherit from whoever runs the bench.
 _STRIPPED = ("AMQP_URI", "METRICS_PORT", "LINKAGE_VAR_DIR", "LINKAGE_NETWORK", "BENCH_")
 
@@ -196,6 +200,7 @@ class DrainGauge:
     def expected(self, incidents: int, orders: int) -> dict[str, int]:
         per_event = {("intake", "incident_received"): incidents}
         per_event[("dispatch", "order_dispatched")] = orders
+        per_event[("dispatch", "orders_dispatched")] = incidents  # one decision per incident
         return {
             service: sum(per_event[(source, kind)] for source, kind, _ in handlers)
             for service, handlers in self.tracked.items()

@@ -8,7 +8,14 @@ import os
 from pathlib import Path
 from typing import Any
 
-from bench.settings import TARGET_P99_MS, TARGET_PLATFORM_TO_BARE, TARGET_RSS_MB
+from bench.settings import (
+    TARGET_FLOOR_TO_BARE_ROUND_TRIP,
+    TARGET_P99_MS,
+    TARGET_PG_TRANSACTIONS,
+    TARGET_PLATFORM_TO_BARE,
+    TARGET_RSS_MB,
+    TARGET_WORKER_RUNS,
+)
 
 
 def _get(data: dict, *path: str) -> Any:
@@ -49,6 +56,39 @@ def per_worker_run(stage: dict[str, Any], bare_calls_per_s: float | None) -> flo
     if not incidents or not workers or not bare_calls_per_s:
         return None
     return round(incidents * workers / (bare_calls_per_s * BARE_WORKERS_PER_CALL), 4)
+
+
+def cost_targets(key: str, stage: dict[str, Any], bare_seq: float | None) -> list[dict]:
+    """The floor against a bare round trip, and what one incident costs."""
+    floor = _get(stage, "latency_light", "submit_to_dispatched", "p50_ms")
+    round_trip_ms = 1000 / bare_seq if bare_seq else None
+    floor_ratio = _ratio(floor, round_trip_ms)
+    runs = entrypoints_per_incident(stage)
+    transactions = pg_per_incident(stage, "transactions")
+    return [
+        {
+            "target": f"p50 at the light load ≤ {TARGET_FLOOR_TO_BARE_ROUND_TRIP:g} × a bare "
+            "sequential round trip",
+            "stage": key,
+            "value": floor_ratio,
+            "limit": TARGET_FLOOR_TO_BARE_ROUND_TRIP,
+            "met": floor_ratio is not None and floor_ratio <= TARGET_FLOOR_TO_BARE_ROUND_TRIP,
+        },
+        {
+            "target": f"worker runs per incident ≤ {TARGET_WORKER_RUNS:g}",
+            "stage": key,
+            "value": runs,
+            "limit": TARGET_WORKER_RUNS,
+            "met": runs is not None and runs <= TARGET_WORKER_RUNS,
+        },
+        {
+            "target": f"PostgreSQL transactions per incident ≤ {TARGET_PG_TRANSACTIONS:g}",
+            "stage": key,
+            "value": transactions,
+            "limit": TARGET_PG_TRANSACTIONS,
+            "met": transactions is not None and transactions <= TARGET_PG_TRANSACTIONS,
+        },
+    ]
 
 
 def derive(results: dict[str, Any]) -> None:
@@ -124,6 +164,7 @@ def derive(results: dict[str, Any]) -> None:
                 "met": p99 is not None and p99 < TARGET_P99_MS,
             }
         )
+        targets += cost_targets(key, stage, bare_seq)
         rss = [p["rss_mb"] for p in stage.get("footprint", [])]
         worst = max(rss) if rss else None
         targets.append(

@@ -33,6 +33,9 @@ REPO_ROOT = BENCH_DIR.parent
 TARGET_PLATFORM_TO_BARE = 0.50
 TARGET_P99_MS = 50.0
 TARGET_RSS_MB = 120.0
+TARGET_FLOOR_TO_BARE_ROUND_TRIP = 4.0  # p50 at the light load ÷ one bare sequential call
+TARGET_WORKER_RUNS = 4.0  # per incident: intake's RPC, dispatch, escalation, assessment
+TARGET_PG_TRANSACTIONS = 6.0  # per incident, over the four databases
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,15 @@ def require_text(name: str, value: Any, max_length: int = 64, required: bool = T
     return checked
 
 
+def require_count(name: str, value: Any, required: bool = False) -> int | None:
+    """A non-negative integer argument (a crowd size, a casualty count)."""
+    if value is None and not required:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**31:
+        raise ArgumentError({name: ["must be a non-negative integer"]})
+    return value
+
+
 def instant_problem(value: datetime) -> str | None:
     if value.tzinfo is None or value.utcoffset() is None:
         return "must carry an offset"

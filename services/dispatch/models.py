@@ -21,8 +21,13 @@ class DispatchIncident(Base):
 
     incident_id: Mapped[str] = mapped_column(String(32), primary_key=True)
     category: Mapped[str] = mapped_column(String(64))
+    request_type: Mapped[str] = mapped_column(String(16))
     town: Mapped[str] = mapped_column(String(32))
-    center: Mapped[str] = mapped_column(String(32))
+    received_by: Mapped[str] = mapped_column(String(32))  # the center that took it
+    center: Mapped[str] = mapped_column(String(32))  # the center in command
+    crowd_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    casualties: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    grade: Mapped[str | None] = mapped_column(String(3), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 

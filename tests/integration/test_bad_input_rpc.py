@@ -425,7 +425,8 @@ def test_assessment_refuses_hostile_calls_and_stores_nothing(run_services, rpc, 
     from services.assessment.models import AssessedIncident, RatingRow
     from services.assessment.models import outbox as assessment_outbox
 
-    run_services(IntakeService, assessment_service)
+    # assessment learns an incident from dispatch's `orders_dispatched`
+    run_services(IntakeService, DispatchService, assessment_service)
     assessment = tables("assessment")
     incident = rpc.intake.submit_report(report())["incident_id"]
     wait_for(lambda: assessment.count(AssessedIncident.__table__) == 1)

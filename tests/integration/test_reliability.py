@@ -15,7 +15,7 @@ from services.dispatch.service import DispatchService
 from services.intake.models import Incident
 from services.intake.service import IntakeService
 from shared.events import make_event
-from shared.outbox import OutboxRelay
+from shared.outbox import Outbox
 from tests.conftest import wait_for
 from tests.support.broker import AUTH, MANAGEMENT
 from tests.support.reports import DONGSHAN, report
@@ -77,17 +77,18 @@ def incident_received(**changes) -> dict:
 def test_a_committed_event_survives_a_broken_relay_and_arrives_once_it_works(
     run_services, rpc, tap, db_urls, monkeypatch
 ):
-    """Commit succeeded, publishing failed: the event waits in the outbox."""
+    """Commit succeeded, publishing (after commit, then by the relay) failed: the
+    event waits in the outbox and the relay publishes it once the broker is back."""
     received = tap("intake", "incident_received")
     broken = {"on": True}
-    real_publish = OutboxRelay._publish
+    real_publish = Outbox._publish
 
     def publish_or_fail(self, *args, **kwargs):
         if broken["on"]:
             raise ConnectionError("broker unreachable (injected)")
         return real_publish(self, *args, **kwargs)
 
-    monkeypatch.setattr(OutboxRelay, "_publish", publish_or_fail)
+    monkeypatch.setattr(Outbox, "_publish", publish_or_fail)
     run_services(IntakeService)
     answer = rpc.intake.submit_report(report())
     assert answer["status"] == "accepted"
