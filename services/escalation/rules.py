@@ -3,13 +3,16 @@
 统一指挥: the center of the place leads (属地为主) and asks upward only when a
 rule says so. Plain functions over the network and plain facts: no broker, no
 database. Each returns a `Move`, `NoParent` when the move would go above the
-city, or None when nothing should happen. The service applies a move once per
-incident, reason and center; these functions only decide.
+city, or None when nothing should happen. `vet` then decides whether a move is
+still one to make against the incident's current command and chain; the
+service records and announces only what `vet` approved.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from shared.errors import Forbidden, ValidationError
 from shared.network import LEVELS, Center, Network
@@ -77,6 +80,24 @@ class NoParent:
 
 
 Decision = Move | NoParent | None
+
+# Why `vet` declines a move.
+NOT_IN_COMMAND = "not_in_command"  # asked from a center that no longer commands
+NO_OP = "no_op"  # command would stay where it is
+DOWNWARD = "downward"  # an automatic reason pointing down: a rule's bug
+MADE_ALREADY = "made_already"  # this reason has moved command from this center
+
+
+@dataclass(frozen=True)
+class Declined:
+    """A move a rule asked for that is not made; `why` names the guard."""
+
+    move: Move
+    why: str
+    command_center: str
+
+
+Verdict = Move | NoParent | Declined | None
 
 
 # -- the network, read for command ------------------------------------------
@@ -238,3 +259,63 @@ def assign_down_target(
 def _caller_commands(command_center: str, caller: str | None) -> None:
     if caller is not None and caller != command_center:
         raise Forbidden(f"center {caller} is not in command of this incident ({command_center} is)")
+
+
+# -- vetting a decision against the incident as it now stands ---------------------
+
+# Strictly later than the previous move, whatever the instances' clocks say.
+TICK = timedelta(microseconds=1)
+
+
+def vet(
+    decision: Decision, command_center: str, made: Collection[str], network: Network
+) -> Verdict:
+    """Whether a rule's decision is still one to make, given the center now in
+    command and the `once_key`s already in the incident's chain (`made`).
+
+    A move is made only from the center in command; never to where command
+    already is (except `neighbour`, where command stays by design); never down
+    for an automatic reason (only `assign_down` goes down); and an automatic
+    reason moves command from a center once. `NoParent` and None pass through.
+    """
+    if not isinstance(decision, Move):
+        return decision
+    move = decision
+    if move.from_center != command_center:
+        return Declined(move, NOT_IN_COMMAND, command_center)
+    if move.reason != "neighbour" and move.to_center == command_center:
+        return Declined(move, NO_OP, command_center)
+    if move.reason not in ("neighbour", "assign_down") and not network.is_below(
+        move.from_center, move.to_center
+    ):
+        return Declined(move, DOWNWARD, command_center)
+    if move.once_key is not None and move.once_key in made:
+        return Declined(move, MADE_ALREADY, command_center)
+    return move
+
+
+def move_at(now: datetime, last_moved_at: datetime | None) -> datetime:
+    """When a move is recorded: now, or a `TICK` after the previous move if a
+    clock behind another instance's would put it earlier (the chain's order)."""
+    if last_moved_at is not None and now <= last_moved_at:
+        return last_moved_at + TICK
+    return now
+
+
+def settled(
+    deadline: str,
+    check_at: datetime,
+    accepted_at: datetime | None,
+    arrived_at: datetime | None,
+    returned_at: datetime | None,
+) -> str | None:
+    """A missed deadline at the end of its grace (`check_at`): `met` if the order
+    caught up by then (arrival meets both deadlines, acceptance the accept one),
+    `moot` if it was returned by then, None if it is still owed."""
+    arrived = arrived_at is not None and arrived_at <= check_at
+    accepted = accepted_at is not None and accepted_at <= check_at
+    if arrived or (deadline == "accept" and accepted):
+        return "met"
+    if returned_at is not None and returned_at <= check_at:
+        return "moot"
+    return None

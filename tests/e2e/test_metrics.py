@@ -42,15 +42,6 @@ def value(samples: Samples, name: str, **labels) -> float | None:
     return samples.get((name, tuple(sorted(labels.items()))))
 
 
-def escalation_is_implemented() -> bool:
-    """Whether escalation decides on incidents yet (it was being written with this test)."""
-    try:
-        from services.escalation.service import EscalationService
-    except ImportError:
-        return False
-    return hasattr(EscalationService, "on_incident_received")
-
-
 def rated(rpc, incident_id: str, rating: str) -> dict | None:
     try:
         return rpc.assessment.record_satisfaction(incident_id, rating, "回访-张")
@@ -101,7 +92,7 @@ def test_each_process_serves_valid_metrics_with_the_domain_series(platform, brok
             timeout=30,
             message="assessment to know the incident",
         )
-        crowd_centers = {DONGSHAN, QIANWEI} if escalation_is_implemented() else {DONGSHAN}
+        crowd_centers = {DONGSHAN, QIANWEI}
         wait_for(
             lambda: (
                 {o["center"] for o in rpc.dispatch.list_orders(incident_id=crowd)} == crowd_centers
@@ -221,18 +212,18 @@ def test_each_process_serves_valid_metrics_with_the_domain_series(platform, brok
     )
 
     found = parse(pages["escalation"])
-    if escalation_is_implemented():
-        assert value(found, "linkage_escalations_total", reason="crowd_size", level="county") == 1
-        assert (
-            value(
-                found,
-                "linkage_entrypoint_requests_total",
-                service="escalation",
-                entrypoint="on_incident_received",
-                outcome="ok",
-            )
-            == 4
+    assert value(found, "linkage_escalations_total", reason="crowd_size", level="county") == 1
+    # one dispatch decision per incident, and the county's when command moved
+    assert (
+        value(
+            found,
+            "linkage_entrypoint_requests_total",
+            service="escalation",
+            entrypoint="on_orders_dispatched",
+            outcome="ok",
         )
+        == 5
+    )
 
     found = parse(pages["assessment"])
     assert value(found, "linkage_department_score", **score) is not None

@@ -97,18 +97,25 @@ def test_redelivered_events_move_command_once_and_send_no_second_order(
 ):
     run_services(*SERVICES)
     received = tap("intake", "incident_received")
+    dispatched = tap("dispatch", "orders_dispatched")
     escalated = tap("escalation", "incident_escalated")
     incident = rpc.intake.submit_report(report(category="mass.gathering", crowd_size=150))[
         "incident_id"
     ]
     orders_at(rpc, incident, QIANWEI, 2)
     [announced] = wait_for(lambda: received.drain() and received.of_type("incident_received"))
+    # the town's batch, which escalation decides on, and the county's after the move
+    batches = wait_for(
+        lambda: len(dispatched.drain()) >= 2 and dispatched.of_type("orders_dispatched")
+    )
     [moved] = wait_for(lambda: escalated.drain() and escalated.of_type("incident_escalated"))
     before = summary(rpc, incident)
 
     redeliver = event_dispatcher({"AMQP_URI": nameko_config["AMQP_URI"]})
     for _ in range(3):
         redeliver("intake", "incident_received", announced)
+        for batch in batches:
+            redeliver("dispatch", "orders_dispatched", batch)
         redeliver("escalation", "incident_escalated", moved)
     eventlet.sleep(2)
     assert summary(rpc, incident) == before

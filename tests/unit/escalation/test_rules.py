@@ -1,11 +1,12 @@
 """When command moves and to which center (rule 5): every reason and boundary."""
 
 import copy
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from services.escalation import rules
-from services.escalation.rules import IncidentFacts, Move, NoParent
+from services.escalation.rules import Declined, IncidentFacts, Move, NoParent
 from shared.errors import Forbidden, ValidationError
 from shared.network import load_network, parse_network
 
@@ -376,3 +377,103 @@ def test_a_town_in_command_cannot_assign_down(network):
 def test_a_caller_not_in_command_cannot_assign_down(network):
     with pytest.raises(Forbidden):
         rules.assign_down_target(CITY, DONGSHAN, network, caller=QIANWEI)
+
+
+# -- vetting a decision against the incident as it stands -----------------------------
+
+
+def test_nothing_asked_and_a_refusal_pass_the_vetting_unchanged(network):
+    assert rules.vet(None, DONGSHAN, frozenset(), network) is None
+    refused = NoParent("overdue", CITY)
+    assert rules.vet(refused, CITY, frozenset(), network) == refused
+
+
+def test_a_move_from_the_center_in_command_is_approved(network):
+    move = Move("overdue", DONGSHAN, QIANWEI)
+    assert rules.vet(move, DONGSHAN, frozenset(), network) == move
+
+
+def test_a_move_from_a_center_no_longer_in_command_is_declined(network):
+    move = Move("overdue", DONGSHAN, QIANWEI)
+    assert rules.vet(move, QIANWEI, frozenset(), network) == Declined(
+        move, rules.NOT_IN_COMMAND, QIANWEI
+    )
+
+
+def test_a_move_to_where_command_already_is_is_declined_except_neighbours_who_keep_it(network):
+    stay = Move("crowd_size", DONGSHAN, DONGSHAN)
+    assert rules.vet(stay, DONGSHAN, frozenset(), network) == Declined(stay, rules.NO_OP, DONGSHAN)
+    neighbours = Move("neighbour", DONGSHAN, DONGSHAN, (YUJIN,))
+    assert rules.vet(neighbours, DONGSHAN, frozenset(), network) == neighbours
+
+
+@pytest.mark.parametrize(
+    "move",
+    [
+        Move("overdue", QIANWEI, DONGSHAN),  # down
+        Move("reinforcement", DONGSHAN, YUJIN),  # sideways
+        Move("manual", CITY, QIANWEI),
+    ],
+)
+def test_an_automatic_or_manual_move_that_does_not_go_up_is_declined(network, move):
+    assert rules.vet(move, move.from_center, frozenset(), network) == Declined(
+        move, rules.DOWNWARD, move.from_center
+    )
+
+
+def test_assigning_down_is_the_one_move_that_goes_down(network):
+    move = Move("assign_down", QIANWEI, DONGSHAN)
+    assert rules.vet(move, QIANWEI, frozenset(), network) == move
+
+
+def test_an_automatic_reason_moves_command_from_a_center_once(network):
+    move = Move("overdue", DONGSHAN, QIANWEI)
+    made = frozenset({f"overdue@{DONGSHAN}"})
+    assert rules.vet(move, DONGSHAN, made, network) == Declined(move, rules.MADE_ALREADY, DONGSHAN)
+    # the same reason from another center, or another reason, is still to make
+    assert rules.vet(move, DONGSHAN, frozenset({f"overdue@{QIANWEI}"}), network) == move
+    assert rules.vet(move, DONGSHAN, frozenset({f"all_returned@{DONGSHAN}"}), network) == move
+
+
+def test_an_operators_move_is_never_declined_as_made_already(network):
+    move = Move("manual", DONGSHAN, QIANWEI)
+    assert move.once_key is None
+    assert rules.vet(move, DONGSHAN, frozenset({f"manual@{DONGSHAN}"}), network) == move
+
+
+# -- when a move is recorded ------------------------------------------------------------------
+
+T0 = datetime(2026, 10, 9, 8, 0, tzinfo=UTC)
+
+
+def test_a_move_is_recorded_now_when_now_is_after_the_previous_move():
+    assert rules.move_at(T0, None) == T0
+    assert rules.move_at(T0, T0 - rules.TICK) == T0
+
+
+def test_a_move_is_recorded_a_tick_after_the_previous_one_when_a_clock_lags():
+    assert rules.move_at(T0, T0) == T0 + rules.TICK
+    assert rules.move_at(T0 - timedelta(seconds=5), T0) == T0 + rules.TICK
+
+
+# -- a missed deadline at the end of its grace -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("deadline", "accepted", "arrived", "returned", "expected"),
+    [
+        ("accept", None, None, None, None),
+        ("accept", T0, None, None, "met"),  # caught up exactly at the end of the grace
+        ("accept", T0 + rules.TICK, None, None, None),  # too late
+        ("accept", None, T0, None, "met"),  # arrival meets acceptance too
+        ("arrive", T0, None, None, None),  # acceptance does not meet arrival
+        ("arrive", None, T0, None, "met"),
+        ("arrive", None, None, T0, "moot"),  # returned: its replacement has its own
+        ("arrive", None, None, T0 + rules.TICK, None),
+        ("accept", T0, None, T0, "met"),  # met before it was returned
+    ],
+)
+def test_a_missed_deadline_is_met_moot_or_still_owed_at_the_end_of_its_grace(
+    deadline, accepted, arrived, returned, expected
+):
+    assert rules.settled(deadline, T0, accepted, arrived, returned) == expected

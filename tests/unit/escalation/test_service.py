@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.escalation.models import Base, outbox, processed_events
+from services.escalation.models import Base, WatchedOrder, outbox, processed_events
 from services.escalation.service import EscalationService
 from shared.db import Database, Store
 from shared.errors import Forbidden, NotFound, RetryLater, ValidationError
@@ -55,24 +55,41 @@ def announced(database) -> list[dict]:
         return [{"event_type": kind, **json.loads(payload)} for kind, payload in rows]
 
 
-def received(incident_id="inc-1", center=DONGSHAN, town=None, **changes) -> dict:
+def received(incident_id="inc-1", center=DONGSHAN, town=None, orders=(), **changes) -> dict:
+    """Dispatch's first decision on an incident (`orders_dispatched`), carrying its facts."""
     now = utcnow()
     data = {
         "incident_id": incident_id,
         "category": "mass.gathering",
         "request_type": "emergency",
-        "channel": "110",
         "town": town or center,
         "center": center,
-        "title": "t",
         "crowd_size": None,
         "casualties": None,
         "grade": None,
-        "reported_at": now,
         "received_at": now,
+        "cause": "initial",
+        "orders": list(orders),
     }
     data.update(changes)
-    return make_event("intake", "incident_received", **data)
+    return make_event("dispatch", "orders_dispatched", **data)
+
+
+def dispatched(order_id="o-1", center=DONGSHAN, department="dongshan-governance", role="lead"):
+    """One order of an `orders_dispatched` batch."""
+    now = utcnow()
+    return {
+        "order_id": order_id,
+        "center": center,
+        "department": department,
+        "role": role,
+        "recipient": "department",
+        "tier": 2,
+        "at": now,
+        "accept_by": now,
+        "arrive_by": now,
+        "replaces": None,
+    }
 
 
 def order_event(event_type, order_id="o-1", incident_id="inc-1", center=DONGSHAN, **data):
@@ -126,9 +143,9 @@ def test_a_crowd_of_150_hands_command_to_the_county_once_however_often_it_is_ann
 ):
     event = received(crowd_size=150)
     before = sample("linkage_escalations_total", reason="crowd_size", level="county")
-    service.on_incident_received(event)
-    service.on_incident_received(event)  # redelivered
-    service.on_incident_received(received(crowd_size=150))  # announced again, new event id
+    service.on_orders_dispatched(event)
+    service.on_orders_dispatched(event)  # redelivered
+    service.on_orders_dispatched(received(crowd_size=150))  # announced again, new event id
     assert steps(service) == [("crowd_size", DONGSHAN, QIANWEI)]
     [escalated] = announced(database)
     assert escalated["event_type"] == "incident_escalated"
@@ -138,41 +155,63 @@ def test_a_crowd_of_150_hands_command_to_the_county_once_however_often_it_is_ann
 
 
 def test_a_small_incident_stays_with_its_town_and_has_an_empty_chain(service, database):
-    service.on_incident_received(received(crowd_size=100))
+    service.on_orders_dispatched(received(crowd_size=100))
     assert service.chain("inc-1") == []
     assert announced(database) == []
 
 
 def test_an_incident_of_an_unknown_category_is_poison(service):
     with pytest.raises(InvalidEvent):
-        service.on_incident_received(received(category="no.such"))
+        service.on_orders_dispatched(received(category="no.such"))
     with pytest.raises(InvalidEvent):
-        service.on_incident_received(received(center="999"))
+        service.on_orders_dispatched(received(center="999"))
 
 
-def test_an_order_event_before_its_incident_is_retried_later(service):
+def test_an_order_event_before_its_incident_is_retried_later(service, network):
+    due = utcnow()
     with pytest.raises(RetryLater):
-        service.on_order_overdue(overdue(utcnow()))
+        service.on_order_overdue(overdue(due))
     with pytest.raises(RetryLater):
         service.on_reinforcement_requested(reinforcement())
-    service.on_order_dispatched(
-        order_event(
-            "order_dispatched",
-            category="mass.gathering",
-            town=DONGSHAN,
-            recipient="department",
-            tier=2,
-            accept_by=utcnow(),
-            arrive_by=utcnow(),
-        )
-    )  # only recorded: nothing to decide yet
+    service.on_orders_dispatched(received(orders=[dispatched()]))
+    service.on_order_overdue(overdue(due))  # the retry, once the incident is known
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 1
+
+
+def test_every_order_of_a_batch_is_watched_and_a_later_batch_decides_nothing_again(
+    service, database
+):
+    service.on_orders_dispatched(received(crowd_size=150, orders=[dispatched()]))
+    county = [
+        dispatched("o-2", QIANWEI, "qianwei-politics"),
+        dispatched("o-3", QIANWEI, "qianwei-police", "assist"),
+    ]
+    service.on_orders_dispatched(received(crowd_size=150, cause="crowd_size", orders=county))
+    service.on_orders_dispatched(received(crowd_size=150, cause="reroute", orders=[]))
+    assert steps(service) == [("crowd_size", DONGSHAN, QIANWEI)]
+    assert [e["reason"] for e in announced(database)] == ["crowd_size"]
+    with database.session() as session:
+        watched = session.execute(
+            select(
+                WatchedOrder.order_id,
+                WatchedOrder.incident_id,
+                WatchedOrder.center,
+                WatchedOrder.department,
+                WatchedOrder.role,
+            ).order_by(WatchedOrder.order_id)
+        ).all()
+    assert [tuple(row) for row in watched] == [
+        ("o-1", "inc-1", DONGSHAN, "dongshan-governance", "lead"),
+        ("o-2", "inc-1", QIANWEI, "qianwei-politics", "lead"),
+        ("o-3", "inc-1", QIANWEI, "qianwei-police", "assist"),
+    ]
 
 
 # -- reinforcement --------------------------------------------------------------------
 
 
 def test_reinforcement_brings_neighbours_first_then_the_county_then_nothing_more(service, database):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     service.on_reinforcement_requested(reinforcement())
     service.on_reinforcement_requested(reinforcement())
     service.on_reinforcement_requested(reinforcement())  # the town no longer commands
@@ -189,13 +228,13 @@ def test_reinforcement_brings_neighbours_first_then_the_county_then_nothing_more
 
 
 def test_a_request_counting_more_than_the_county_threshold_skips_the_neighbours(service):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     service.on_reinforcement_requested(reinforcement(crowd_size=101))
     assert steps(service) == [("reinforcement", DONGSHAN, QIANWEI)]
 
 
 def test_a_request_without_a_count_uses_the_incidents_crowd(service):
-    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN, crowd_size=300))
+    service.on_orders_dispatched(received(center=QIANWEI, town=DONGSHAN, crowd_size=300))
     service.on_reinforcement_requested(reinforcement(center=QIANWEI))
     assert steps(service) == [("reinforcement", QIANWEI, CITY)]
 
@@ -204,7 +243,7 @@ def test_a_request_without_a_count_uses_the_incidents_crowd(service):
 
 
 def test_when_every_holder_returned_the_order_the_county_takes_command(service):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     service.on_order_returned(returned(all_returned=False))
     assert steps(service) == []
     event = returned(order_id="o-2")
@@ -214,7 +253,7 @@ def test_when_every_holder_returned_the_order_the_county_takes_command(service):
 
 
 def test_at_the_city_nothing_is_left_above_the_move_is_refused_and_counted(service, database):
-    service.on_incident_received(received(crowd_size=600))
+    service.on_orders_dispatched(received(crowd_size=600))
     before = sample("linkage_escalations_refused_total", reason="all_returned")
     service.on_order_returned(returned(center=CITY, department="leshan-politics"))
     assert steps(service) == [("crowd_size", DONGSHAN, CITY)]
@@ -226,7 +265,7 @@ def test_at_the_city_nothing_is_left_above_the_move_is_refused_and_counted(servi
 
 
 def test_a_deadline_unmet_after_its_grace_moves_command_up_once(service, network, database):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow() - timedelta(seconds=1)
     event = overdue(due)
     service.on_order_overdue(event)
@@ -240,7 +279,7 @@ def test_a_deadline_unmet_after_its_grace_moves_command_up_once(service, network
 
 
 def test_a_deadline_met_within_its_grace_moves_nothing(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     service.on_order_overdue(overdue(due))
     service.on_order_accepted(order_event("order_accepted", at=due + timedelta(seconds=30)))
@@ -249,7 +288,7 @@ def test_a_deadline_met_within_its_grace_moves_nothing(service, network):
 
 
 def test_an_acceptance_that_overtakes_the_overdue_notice_still_counts(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     service.on_order_accepted(order_event("order_accepted", at=due + timedelta(seconds=30)))
     service.on_order_overdue(overdue(due))
@@ -258,7 +297,7 @@ def test_an_acceptance_that_overtakes_the_overdue_notice_still_counts(service, n
 
 
 def test_acceptance_does_not_meet_an_arrival_deadline_but_arrival_does(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     service.on_order_overdue(overdue(due, deadline="arrive"))
     service.on_order_accepted(order_event("order_accepted", at=due))
@@ -269,7 +308,7 @@ def test_acceptance_does_not_meet_an_arrival_deadline_but_arrival_does(service, 
 
 
 def test_a_catch_up_after_the_grace_does_not_stop_the_move(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     grace = network.deadlines.overdue_grace
     service.on_order_overdue(overdue(due))
@@ -278,7 +317,7 @@ def test_a_catch_up_after_the_grace_does_not_stop_the_move(service, network):
 
 
 def test_an_overdue_town_order_after_command_went_up_moves_nothing(service, network):
-    service.on_incident_received(received(crowd_size=150))
+    service.on_orders_dispatched(received(crowd_size=150))
     due = utcnow()
     service.on_order_overdue(overdue(due))
     assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
@@ -286,7 +325,7 @@ def test_an_overdue_town_order_after_command_went_up_moves_nothing(service, netw
 
 
 def test_two_overdue_town_orders_move_command_once(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     service.on_order_overdue(overdue(due))
     service.on_order_overdue(overdue(due, order_id="o-2", department="dongshan-police"))
@@ -295,7 +334,7 @@ def test_two_overdue_town_orders_move_command_once(service, network):
 
 
 def test_a_returned_orders_deadlines_no_longer_count(service, network):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     due = utcnow()
     service.on_order_overdue(overdue(due))
     service.on_order_returned(returned(all_returned=False, at=due + timedelta(seconds=1)))
@@ -306,7 +345,7 @@ def test_a_returned_orders_deadlines_no_longer_count(service, network):
 
 
 def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
-    service.on_incident_received(received())
+    service.on_orders_dispatched(received())
     step = service.escalate("inc-1", "值班员-张", "现场失控", center=DONGSHAN)
     assert step["reason"] == "manual" and step["to_center"] == QIANWEI
     assert step["operator"] == "值班员-张" and step["detail"] == "现场失控"
@@ -327,14 +366,14 @@ def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
 
 
 def test_escalating_at_the_city_is_refused_with_a_clear_message(service):
-    service.on_incident_received(received(crowd_size=500))
+    service.on_orders_dispatched(received(crowd_size=500))
     with pytest.raises(ValidationError) as error:
         service.escalate("inc-1", "op", "why")
     assert "no parent" in str(error.value)
 
 
 def test_assign_down_outside_the_center_in_command_is_forbidden_or_invalid(service):
-    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN))
+    service.on_orders_dispatched(received(center=QIANWEI, town=DONGSHAN))
     with pytest.raises(ValidationError):
         service.assign_down("inc-1", QIANWEI, "op")
     with pytest.raises(Forbidden):
@@ -357,7 +396,7 @@ def test_assign_down_outside_the_center_in_command_is_forbidden_or_invalid(servi
     ],
 )
 def test_bad_arguments_are_validation_errors_naming_the_field(service, call, field):
-    service.on_incident_received(received(center=QIANWEI, town=DONGSHAN))
+    service.on_orders_dispatched(received(center=QIANWEI, town=DONGSHAN))
     with pytest.raises(ValidationError) as error:
         call(service)
     assert field in error.value.errors
