@@ -112,12 +112,13 @@ def generate_load(rpc, broker_uri: str) -> None:
     wait_for(lambda: rated(rpc, water[0], "satisfied"), timeout=30, message="a rating")
     wait_for(lambda: rated(rpc, water[1], "dissatisfied"), timeout=30, message="a rating")
 
-    # a payload off its contract: every subscriber dead-letters it
+    # a payload off its contract: each of its three subscribers (intake,
+    # dispatch, assessment) dead-letters it
     with Connection(broker_uri) as connection:
         connection.Producer().publish(
             {"junk": True},
-            exchange=Exchange("intake.events", type="topic", durable=True),
-            routing_key="incident_received",
+            exchange=Exchange("escalation.events", type="topic", durable=True),
+            routing_key="incident_escalated",
             serializer="json",
             delivery_mode=2,
         )

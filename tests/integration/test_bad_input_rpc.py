@@ -341,7 +341,8 @@ def test_escalation_refuses_hostile_calls_and_moves_nothing(run_services, rpc, t
     from services.escalation.models import CommandMove, CommandState
     from services.escalation.models import outbox as escalation_outbox
 
-    run_services(IntakeService, escalation_service)
+    # escalation learns an incident from dispatch's `orders_dispatched`
+    run_services(IntakeService, DispatchService, escalation_service)
     escalation = tables("escalation")
     incident = rpc.intake.submit_report(report())["incident_id"]
     wait_found(lambda: rpc.escalation.chain(incident) is not None)
