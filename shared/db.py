@@ -16,7 +16,6 @@ import functools
 import json
 import logging
 import os
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
@@ -38,7 +37,6 @@ from sqlalchemy import (
     create_engine,
     event,
     insert,
-    text,
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
@@ -49,6 +47,7 @@ from sqlalchemy.types import TypeDecorator
 from shared import config
 from shared.errors import RetryLater, Unavailable
 from shared.events import make_event
+from shared.migrations import check_schema, wait_until_reachable
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +77,9 @@ class UtcDateTime(TypeDecorator):
 
 
 def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
-    """The outbox and processed-event tables, added to a service's own metadata."""
+    """The outbox and processed-event tables, added to a service's own metadata,
+    with `rpc_requests` (the answers of mutating calls, by caller and request
+    id: a repeated call gets the first answer and no second effect)."""
     outbox = Table(
         "outbox",
         metadata,
@@ -96,7 +97,16 @@ def plumbing_tables(metadata: MetaData) -> tuple[Table, Table]:
         metadata,
         Column("event_id", String(64), primary_key=True),
         Column("handler", String(128), primary_key=True),
-        Column("processed_at", UtcDateTime, nullable=False),
+        Column("processed_at", UtcDateTime, nullable=False, index=True),
+    )
+    Table(
+        "rpc_requests",
+        metadata,
+        Column("caller", String(64), primary_key=True),
+        Column("request_id", String(64), primary_key=True),
+        Column("method", String(64), nullable=False),
+        Column("answer", Text, nullable=False),
+        Column("created_at", UtcDateTime, nullable=False, index=True),
     )
     return outbox, processed
 
@@ -231,14 +241,22 @@ class Store:
 
     def __init__(self, provider: Database):
         self._provider = provider
+        self._claims: list[Callable[[UnitOfWork], None]] = []
 
     @property
     def engine(self) -> Engine:
         return self._provider.engine
 
+    def claim_in_next_transaction(self, claim: Callable[[UnitOfWork], None]) -> None:
+        """Run `claim` first in this worker's next unit of work, so it commits
+        or rolls back with the effect (shared/requests.py)."""
+        self._claims.append(claim)
+
     @contextmanager
     def transaction(self) -> Iterator[UnitOfWork]:
         with self._provider.transaction() as tx:
+            while self._claims:
+                self._claims.pop(0)(tx)
             yield tx
 
     @contextmanager
@@ -248,7 +266,7 @@ class Store:
 
 
 class Database(DependencyProvider):
-    """A service's database: schema created at start, one transaction per unit of work.
+    """A service's database: schema checked at start, one transaction per unit of work.
 
     `on_commit` callbacks get every unit of work that committed events; the
     service's outbox publishes them from there (shared/outbox.py).
@@ -277,8 +295,11 @@ class Database(DependencyProvider):
             else nullcontext()
         )
         # Here, not in start(): nameko sets up every extension before it
-        # starts any, so no timer, consumer or RPC runs before the schema.
-        wait_for_schema(self.engine, self.metadata)
+        # starts any, so no timer, consumer or RPC runs against a database
+        # behind the code. `migrate` makes the schema (shared/migrations.py);
+        # a database behind refuses the start with `SchemaNotReady`.
+        wait_until_reachable(self.engine)
+        check_schema(self.container.service_name, self.engine)
         self.ready.send(True)
 
     def stop(self) -> None:
@@ -305,31 +326,6 @@ class Database(DependencyProvider):
             for callback in self.on_commit:
                 callback(tx)
         tx.committed()
-
-
-SCHEMA_LOCK = 0x6C696E6B  # "link": one schema creation at a time
-
-
-def wait_for_schema(engine: Engine, metadata: MetaData, timeout_s: float = 120) -> None:
-    """Create the tables, waiting for a database that is still coming up."""
-    deadline = time.monotonic() + timeout_s
-    delay = 0.5
-    while True:
-        try:
-            with engine.begin() as connection:
-                if connection.dialect.name == "postgresql":
-                    # instances starting together would race on CREATE TABLE
-                    connection.execute(
-                        text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK}
-                    )
-                metadata.create_all(connection)
-            return
-        except OperationalError as exc:
-            if time.monotonic() > deadline:
-                raise
-            log.warning("database not reachable yet (%s); retrying", type(exc).__name__)
-            eventlet.sleep(delay)
-            delay = min(delay * 2, 5)
 
 
 def retrying(action: Callable, attempts: int = 4, first_delay: float = 0.2):

@@ -60,6 +60,12 @@ OUTBOX_FAILURES = Counter(
     "Relay attempts that failed; the events stay in the outbox and are retried.",
     ["service"],
 )
+RETENTION_PRUNED = Counter(
+    "linkage_retention_pruned_total",
+    "Rows pruned past the retention window: published outbox rows, processed-event "
+    "records and stored call answers (shared/retention.py).",
+    ["service", "table"],
+)
 
 # ok; rejected: an expected error (a bad argument, a payload off its contract);
 # requeued: an event met before one it depends on, tried again (RetryLater);

@@ -37,6 +37,7 @@ from nameko.extensions import DependencyProvider
 from nameko.standalone.events import get_event_exchange
 from sqlalchemy import bindparam, func, select, update
 
+from shared import config
 from shared.db import Database, UnitOfWork
 from shared.metrics import OUTBOX_FAILURES, OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_UNROUTED
 
@@ -58,7 +59,10 @@ class Publishers:
                 connection, producer = self._free.get_nowait()
             except eventlet.queue.Empty:
                 connection = Connection(
-                    self.uri, transport_options={"confirm_publish": True}, heartbeat=0
+                    self.uri,
+                    ssl=config.amqp_ssl(),
+                    transport_options={"confirm_publish": True},
+                    heartbeat=0,
                 )
                 connection.ensure_connection(max_retries=1)
                 producer = connection.Producer()
@@ -123,8 +127,10 @@ class Outbox(DependencyProvider):
         ]
 
     def stop(self) -> None:
-        """Workers have finished: publish what is left, mark it, then stop."""
+        """Workers have finished: mark what they published (so the relay's
+        last pass does not publish it again), publish what is left, stop."""
         self._stopping = True
+        self._mark_pending()
         self._wake(self._relay_signal)
         self._wake(self._mark_signal)
         for thread in self._threads:

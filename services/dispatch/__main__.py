@@ -1,4 +1,5 @@
-"""`python -m services.dispatch`: the dispatch service in the foreground."""
+"""`python -m services.dispatch`: the dispatch service in the foreground;
+`python -m services.dispatch migrate`: its database upgraded to the code's schema."""
 
 import eventlet
 
@@ -7,6 +8,9 @@ eventlet.monkey_patch()
 import sys  # noqa: E402
 
 from services import service_classes, topology  # noqa: E402
+from shared.migrations import subcommand  # noqa: E402
 from shared.runner import run  # noqa: E402
 
+if sys.argv[1:]:
+    sys.exit(subcommand(["dispatch"], sys.argv[1:]))
 sys.exit(run(service_classes(["dispatch"]), topology()))

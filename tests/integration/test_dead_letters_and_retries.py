@@ -4,6 +4,7 @@ transient failures that wait in the broker instead of in a worker."""
 from __future__ import annotations
 
 import pytest
+from kombu import Connection, Exchange
 from sqlalchemy import create_engine, select
 
 from services.dispatch.models import WorkOrder
@@ -127,3 +128,40 @@ def test_an_event_that_never_becomes_applicable_is_dead_lettered_after_its_attem
     [letter] = wait_for(lambda: DeadLetters(broker_uri).list(), timeout=20)
     assert letter.error_type == "RetryLater"
     assert letter.headers["x-linkage-attempts"] == 3
+
+
+def test_an_undecodable_message_is_dead_lettered_and_its_body_never_logged(
+    run_services, broker_uri, caplog
+):
+    """A truncated JSON event carrying a reporter's phone: kombu would log the
+    body and drop the message; it lands in the dead-letter queue instead."""
+    run_services(DispatchService)
+    body = b'{"event_id": "e-1", "reporter": {"phone": "13800001234", "name": "\\u738b'
+    with Connection(broker_uri, transport_options={"confirm_publish": True}) as connection:
+        connection.Producer().publish(
+            body,
+            exchange=Exchange("intake.events", type="topic", durable=True),
+            routing_key="incident_received",
+            content_type="application/json",
+            content_encoding="utf-8",
+            delivery_mode=2,
+        )
+    [letter] = wait_for(lambda: DeadLetters(broker_uri).list(), timeout=20)
+    assert letter.error_type == "UndecodableMessage"
+    assert letter.consumer == "dispatch.on_incident_received"
+    assert letter.body == body  # kept whole for whoever fixes it
+    assert "13800001234" not in caplog.text
+    assert "138" not in letter.error
+
+
+def test_an_event_dated_beyond_the_clock_skew_is_dead_lettered_not_applied(
+    run_services, broker_uri, db_urls
+):
+    """A forged event dated 2199 would change a department's score for good."""
+    run_services(DispatchService)
+    forged = incident_received(incident_id="inc-future")
+    forged["occurred_at"] = "2199-01-01T00:00:00+00:00"
+    publish(broker_uri, "intake", "incident_received", forged)
+    [letter] = wait_for(lambda: DeadLetters(broker_uri).list(), timeout=20)
+    assert letter.error_type == "InvalidEvent" and "in the future" in letter.error
+    assert orders(db_urls["dispatch"]) == []
