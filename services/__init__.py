@@ -1,6 +1,7 @@
 """The platform's services. `service_classes` and `topology` are the one list
-of them: the runner starts classes from it, and every process declares the
-whole topology it derives (shared/messaging.py)."""
+of them: the runner starts classes from it, and every process declares as
+much of the topology it derives as its broker user may (all of it on a
+laptop; in production the `declare-topology` step does, as the admin)."""
 
 from __future__ import annotations
 

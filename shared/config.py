@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
+import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 SERVICES = ("intake", "dispatch", "escalation", "assessment")
 DEFAULT_METRICS_PORTS = {"intake": 9101, "dispatch": 9102, "escalation": 9103, "assessment": 9104}
@@ -12,6 +15,38 @@ VAR_DIR = Path(os.environ.get("LINKAGE_VAR_DIR", Path(__file__).resolve().parent
 
 def amqp_uri() -> str:
     return os.environ.get("AMQP_URI", "pyamqp://guest:guest@127.0.0.1:5672/")
+
+
+def amqp_ssl() -> dict | None:
+    """TLS options for every broker connection (nameko's `AMQP_SSL`, kombu's
+    `ssl`), or None for plain AMQP.
+
+    `AMQP_SSL_CA`, `AMQP_SSL_CERT`, `AMQP_SSL_KEY` name PEM files (the CA that
+    signed the broker's certificate; this client's certificate and key, when
+    the broker asks for one). The broker's certificate is then always checked,
+    and its name against the host of `AMQP_URI` (or `AMQP_SSL_SERVER_HOSTNAME`).
+    `AMQP_SSL` (JSON: py-amqp's options, e.g. `{"ca_certs": "/etc/ca.pem"}`)
+    replaces all of that. Pair either with an `amqps://` URI (port 5671).
+    """
+    raw = os.environ.get("AMQP_SSL", "").strip()
+    if raw:
+        options = json.loads(raw)
+        if not isinstance(options, dict):
+            raise ValueError("AMQP_SSL must be a JSON object")
+        return options
+    files = {
+        "ca_certs": os.environ.get("AMQP_SSL_CA"),
+        "certfile": os.environ.get("AMQP_SSL_CERT"),
+        "keyfile": os.environ.get("AMQP_SSL_KEY"),
+    }
+    if not any(files.values()):
+        return None
+    options = {name: path for name, path in files.items() if path}
+    options["cert_reqs"] = ssl.CERT_REQUIRED
+    hostname = os.environ.get("AMQP_SSL_SERVER_HOSTNAME") or urlsplit(amqp_uri()).hostname
+    if hostname:
+        options["server_hostname"] = hostname
+    return options
 
 
 def database_url(service: str) -> str:
@@ -42,6 +77,7 @@ def queue_type() -> str:
 def nameko_config() -> dict:
     return {
         "AMQP_URI": amqp_uri(),
+        "AMQP_SSL": amqp_ssl(),
         "LINKAGE_NETWORK": os.environ.get("LINKAGE_NETWORK"),
         "max_workers": int(os.environ.get("LINKAGE_MAX_WORKERS", "10")),
         "PARENT_CALLS_TRACKED": 10,

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from kombu import Connection
 
+from shared import config
 from shared.messaging import dead_letter_queue
 
 QUEUE = "linkage.dead-letter"
@@ -83,7 +84,9 @@ class DeadLetters:
     def _held(self) -> Iterator[tuple[Connection, list]]:
         """Every dead letter, taken unacknowledged; those not acked are given
         back when the channel closes."""
-        with Connection(self.amqp_uri, transport_options={"confirm_publish": True}) as connection:
+        with Connection(
+            self.amqp_uri, ssl=config.amqp_ssl(), transport_options={"confirm_publish": True}
+        ) as connection:
             channel = connection.channel()
             queue = dead_letter_queue()(channel)
             queue.declare()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+from collections.abc import Callable
 
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema
@@ -13,9 +14,12 @@ from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
 from nameko.rpc import Rpc, RpcConsumer
 
+from shared.auth import Caller, auth_secret, authenticate
 from shared.db import retrying
 from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
+from shared.fields import require_text
 from shared.network import Network, load_network
+from shared.requests import once
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +31,22 @@ def network_for(path: str | None) -> Network:
     if path not in _networks:
         _networks[path] = load_network(path)
     return _networks[path]
+
+
+class Authentication(DependencyProvider):
+    """Who calls each RPC, from the token in its context (shared/auth.py).
+
+    The secret is read at set-up: a service does not start without one.
+    `api` authenticates every call before its method runs.
+    """
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.secret = config.get("LINKAGE_AUTH_SECRET") or auth_secret()
+        self.network = network_for(config.get("LINKAGE_NETWORK"))
+
+    def get_dependency(self, worker_ctx) -> Callable[[], Caller]:
+        return functools.partial(authenticate, worker_ctx.data, self.secret, self.network)
 
 
 class NetworkProvider(DependencyProvider):
@@ -78,14 +98,42 @@ class ResilientRpc(Rpc):
             raise IncorrectSignature(str(exc)) from None
 
 
-def api(method):
-    """An RPC of the external API: domain errors reach the caller as the
-    contract's `RemoteError`s (nameko checks the arguments' shape first, as
+def api(method=None, *, mutating: bool = False):
+    """An RPC of the external API. The caller is authenticated first (the
+    service's `auth` dependency; `self.caller` then names it, `Unauthenticated`
+    otherwise); domain errors reach the caller as the contract's
+    `RemoteError`s (nameko checks the arguments' shape first, as
     `IncorrectSignature`), and transient database errors are retried, then
-    reported as `Unavailable`: never a success for what was not stored."""
+    reported as `Unavailable`: never a success for what was not stored.
+
+    A `mutating` call also takes an optional `request_id`: repeated by the
+    same caller it answers as the first time and changes nothing more
+    (shared/requests.py).
+    """
+    if method is None:
+        return functools.partial(api, mutating=mutating)
 
     @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        return retrying(lambda: method(self, *args, **kwargs))
+    def call(self, *args, request_id=None, **kwargs):
+        self.caller = self.auth()
+        if request_id is None:
+            return retrying(lambda: method(self, *args, **kwargs))
+        require_text("request_id", request_id, 64)
+        return retrying(
+            lambda: once(
+                self.db,
+                self.caller.sub,
+                request_id,
+                method.__name__,
+                lambda: method(self, *args, **kwargs),
+            )
+        )
 
+    if mutating:
+        signature = inspect.signature(method)
+        extra = inspect.Parameter("request_id", inspect.Parameter.KEYWORD_ONLY, default=None)
+        params = [p for p in signature.parameters.values() if p.kind != p.VAR_KEYWORD]
+        call.__signature__ = signature.replace(parameters=[*params, extra])
+    else:
+        call.__signature__ = inspect.signature(method)
     return ResilientRpc.decorator(expected_exceptions=EXPECTED)(call)

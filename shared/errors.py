@@ -31,7 +31,11 @@ class InvalidTransition(LinkageError):
 
 
 class Forbidden(LinkageError):
-    pass
+    """A valid caller outside its rights; nothing changed."""
+
+
+class Unauthenticated(LinkageError):
+    """No valid token (missing, malformed, badly signed or expired); nothing changed."""
 
 
 class Unavailable(LinkageError):
@@ -43,7 +47,7 @@ class RetryLater(Exception):
     with each other): the message is requeued, not dead-lettered."""
 
 
-EXPECTED = (ValidationError, NotFound, InvalidTransition, Forbidden, Unavailable)
+EXPECTED = (ValidationError, NotFound, InvalidTransition, Forbidden, Unauthenticated, Unavailable)
 
 
 def flatten_marshmallow(messages: Mapping) -> dict[str, list[str]]:

@@ -54,6 +54,7 @@ class Envelope(Schema):
 
 class IncidentReceived(Envelope):
     incident_id = fields.String(required=True)
+    source_system = fields.String(allow_none=True, load_default=None)
     category = fields.String(required=True)
     request_type = fields.String(required=True)
     channel = fields.String(required=True)
@@ -117,6 +118,7 @@ class OrdersDispatched(Envelope):
     """
 
     incident_id = fields.String(required=True)
+    source_system = fields.String(allow_none=True, load_default=None)
     category = fields.String(required=True)
     request_type = fields.String(required=True)
     town = fields.String(required=True)

@@ -19,17 +19,18 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
+import os
 import traceback
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import eventlet
+from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Queue, binding
-from kombu.pools import producers
 from nameko.events import SERVICE_POOL, EventHandler
 from nameko.extensions import ENTRYPOINT_EXTENSIONS_ATTR
-from nameko.messaging import Consumer
+from nameko.messaging import Consumer, QueueConsumer
 from nameko.standalone.events import get_event_exchange
 
 from shared import config, retry
@@ -94,6 +95,7 @@ def queue_arguments() -> dict:
 def event_queue(subscription: Subscription, nameko_config: dict) -> Queue:
     """A subscriber's queue: bound to its event, and to the retry return."""
     exchange = get_event_exchange(subscription.source, nameko_config)
+    exchange.no_declare = True  # its owner's: bound to, not declared (declare_topology)
     return Queue(
         subscription.queue,
         bindings=[
@@ -105,27 +107,78 @@ def event_queue(subscription: Subscription, nameko_config: dict) -> Queue:
     )
 
 
-def declare_topology(nameko_config: dict) -> None:
+def declare_topology(nameko_config: dict) -> list[str]:
     """Declare every event exchange, every subscriber queue of the topology
     (`LINKAGE_TOPOLOGY` in the config: all services', not only this process's,
-    so an event published before its consumer first ran is kept) and the
-    dead-letter queue."""
+    so an event published before its consumer first ran is kept), the retry
+    queues and the dead-letter queue: as much of it as the broker user may.
+
+    A service's own user (deploy/rabbitmq/definitions.json) may configure only
+    its own exchange and queues: the rest is refused (ACCESS_REFUSED) and
+    skipped. So the deploy step declares the whole topology as an
+    administrator before a rollout (`python -m services declare-topology`);
+    with an all-powerful user (a laptop, the tests) every process declares it.
+    The names of the exchanges and queues refused.
+    """
     topology = nameko_config.get("LINKAGE_TOPOLOGY") or ()
-    with Connection(nameko_config["AMQP_URI"]) as connection:
-        channel = connection.default_channel
-        for source in {s.source for s in topology} | set(config.SERVICES):
-            get_event_exchange(source, nameko_config)(channel).declare()
-        retry.RETURN_EXCHANGE(channel).declare()
-        for queue in retry.retry_queues():
-            queue(channel).declare()
-        for subscription in topology:
-            event_queue(subscription, nameko_config)(channel).declare()
-        dead_letter_queue()(channel).declare()
+    sources = sorted({s.source for s in topology} | set(config.SERVICES))
+    entities = [get_event_exchange(source, nameko_config) for source in sources]
+    entities += [retry.RETURN_EXCHANGE, *retry.retry_queues()]
+    entities += [event_queue(subscription, nameko_config) for subscription in topology]
+    entities.append(dead_letter_queue())
+    refused = []
+    with Connection(nameko_config["AMQP_URI"], ssl=config.amqp_ssl()) as connection:
+        for entity in entities:
+            channel = connection.channel()  # a refusal closes the channel it came on
+            try:
+                entity(channel).declare()
+            except AccessRefused:
+                log.debug("topology: not this broker user's to declare: %s", entity.name)
+                refused.append(entity.name)
+                continue
+            channel.close()
+    if refused:
+        log.info(
+            "topology: %d of %d exchanges and queues left to the deploy step "
+            "(not this broker user's to declare)",
+            len(refused),
+            len(entities),
+        )
+    return refused
+
+
+class DecodingQueueConsumer(QueueConsumer):
+    """nameko's queue consumer, except for a body that cannot be decoded:
+    kombu would log it whole (personal data and all) and drop it; here it goes
+    to the dead-letter queue, counted, and only its error's type is logged."""
+
+    def get_consumers(self, consumer_cls, channel):
+        consumers = super().get_consumers(consumer_cls, channel)
+        for provider, consumer in self._consumers.items():
+            consumer.on_decode_error = functools.partial(self._undecodable, provider)
+        return consumers
+
+    def _undecodable(self, provider, message, exc: Exception) -> None:
+        reason = UndecodableMessage(f"the body could not be decoded ({type(exc).__name__})")
+        consumer = f"{provider.container.service_name}.{provider.method_name}"
+        dead_letter(
+            provider.container.config,
+            message,
+            provider.queue.name,
+            consumer,
+            (UndecodableMessage, reason, None),
+        )
+        message.ack()
+
+
+class UndecodableMessage(InvalidEvent):
+    """A message whose body is not what its content type says."""
 
 
 class ReliableEventHandler(EventHandler):
     """See the module docstring. Only the SERVICE_POOL handler type is offered."""
 
+    queue_consumer = DecodingQueueConsumer()
 
     def setup(self) -> None:
         subscription = Subscription(
@@ -134,7 +187,8 @@ class ReliableEventHandler(EventHandler):
         self.queue = event_queue(subscription, self.container.config)
         # at 0 from the start: the first retry or poison message shows in rate()/increase()
         HANDLER_RETRIES.labels(self.container.service_name, self.method_name)
-        DEAD_LETTERS.labels(self.container.service_name, self.method_name, "InvalidEvent")
+        for error in ("InvalidEvent", "UndecodableMessage"):
+            DEAD_LETTERS.labels(self.container.service_name, self.method_name, error)
         Consumer.setup(self)
 
     def handle_message_processed(self, message, result=None, exc_info=None) -> None:
@@ -204,22 +258,19 @@ def dead_letter(nameko_config: dict, message, queue: str, consumer: str, exc_inf
             "x-linkage-error": reason,
         }
     )
-    with Connection(
-        nameko_config["AMQP_URI"], transport_options={"confirm_publish": True}
-    ) as connection:
-        with producers[connection].acquire(block=True) as producer:
-            producer.publish(
-                message.body,
-                exchange=DEAD_LETTER_EXCHANGE,
-                routing_key="",
-                headers=headers,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=2,
-                declare=[dead_letter_queue()],
-                retry=True,
-                retry_policy={"max_retries": 3},
-            )
+    retry.publish_declaring(
+        nameko_config["AMQP_URI"],
+        message.body,
+        [dead_letter_queue()],
+        exchange=DEAD_LETTER_EXCHANGE,
+        routing_key="",
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=2,
+        retry=True,
+        retry_policy={"max_retries": 3},
+    )
     service, _, method = consumer.partition(".")
     DEAD_LETTERS.labels(service, method, type(exc).__name__).inc()
     # never the payload: it may carry what must not be logged; a bug's trace helps
@@ -229,6 +280,14 @@ def dead_letter(nameko_config: dict, message, queue: str, consumer: str, exc_inf
         reason,
         exc_info=None if isinstance(exc, InvalidEvent) else exc_info,
     )
+
+
+def refuse_from_the_future(event: dict) -> None:
+    """An event dated beyond the clocks' tolerated skew is forged or broken:
+    applied, it would change a score for good (it is dead-lettered)."""
+    skew = timedelta(seconds=float(os.environ.get("LINKAGE_CLOCK_SKEW_S", "300")))
+    if event["occurred_at"] > datetime.now(UTC) + skew:
+        raise InvalidEvent(f"occurred_at {event['occurred_at'].isoformat()} is in the future")
 
 
 def handles(source: str, event_type: str):
@@ -246,6 +305,7 @@ def handles(source: str, event_type: str):
         @functools.wraps(handler)
         def apply(self, payload) -> None:
             event = load_event(source, event_type, payload)
+            refuse_from_the_future(event)
             with self.db.transaction() as tx:
                 if tx.first_time(event["event_id"], f"{self.name}.{handler.__name__}"):
                     handler(self, event, tx)

@@ -232,7 +232,7 @@ def _text(entry: dict, key: str, where: str) -> str:
 def _timezone(name: Any) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
         raise NetworkError(f"timezone {name!r} is not a known IANA zone") from None
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 
+from amqp.exceptions import AccessRefused
 from kombu import Connection, Exchange, Queue, binding
 from kombu.pools import producers
 
@@ -59,8 +60,11 @@ def retry_queues() -> list[Queue]:
 
 
 def return_binding(queue_name: str) -> binding:
-    """The binding that brings a subscriber queue's retried messages back."""
-    return binding(RETURN_EXCHANGE, routing_key=f"*.{queue_name}")
+    """The binding that brings a subscriber queue's retried messages back. The
+    exchange is bound to, not declared: a service's broker user may not
+    configure it (deploy/rabbitmq/definitions.json; `declare_topology` does)."""
+    exchange = Exchange(RETURN_EXCHANGE.name, type="topic", durable=True, no_declare=True)
+    return binding(exchange, routing_key=f"*.{queue_name}")
 
 
 def attempts_of(message) -> int:
@@ -76,18 +80,36 @@ def schedule(amqp_uri: str, message, queue_name: str, attempt: int) -> float:
     delay = steps[min(attempt, len(steps)) - 1]
     headers = dict(message.headers or {})
     headers[ATTEMPTS] = attempt
-    with Connection(amqp_uri, transport_options={"confirm_publish": True}) as connection:
-        with producers[connection].acquire(block=True) as producer:
-            producer.publish(
-                message.body,
-                exchange=RETRY_EXCHANGE,
-                routing_key=f"{step_name(delay)}.{queue_name}",
-                headers=headers,
-                content_type=message.content_type,
-                content_encoding=message.content_encoding,
-                delivery_mode=2,
-                mandatory=True,
-                declare=[retry_queue(delay), RETURN_EXCHANGE],
-                retry=False,
-            )
+    publish_declaring(
+        amqp_uri,
+        message.body,
+        [retry_queue(delay), RETURN_EXCHANGE],
+        exchange=RETRY_EXCHANGE,
+        routing_key=f"{step_name(delay)}.{queue_name}",
+        headers=headers,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        delivery_mode=2,
+        mandatory=True,
+        retry=False,
+    )
     return delay
+
+
+def publish_declaring(amqp_uri: str, body, declare: list, **options) -> None:
+    """Publish `body`, confirmed, declaring `declare` first where this broker
+    user may (here and in `shared.messaging.dead_letter`). A service's own user
+    (deploy/rabbitmq/definitions.json) may not configure the shared retry and
+    dead-letter queues, declared at deploy time (`python -m services
+    declare-topology`): refused, it publishes to them as they are."""
+    for entities in (declare, []):
+        try:
+            with Connection(
+                amqp_uri, ssl=config.amqp_ssl(), transport_options={"confirm_publish": True}
+            ) as connection:
+                with producers[connection].acquire(block=True) as producer:
+                    producer.publish(body, declare=entities, **options)
+            return
+        except AccessRefused:
+            if not entities:
+                raise

@@ -2,7 +2,9 @@
 
 Before any service starts, the network file is validated (a bad file stops
 start-up with one message naming the entry), the broker topology is declared
-(waiting for a broker that is still coming up) and `/metrics` is served.
+(waiting for a broker that is still coming up) and `/metrics` is served. A
+database behind the code stops start-up with one line naming the command to
+run (`python -m services.<name> migrate`: shared/migrations.py), exit code 2.
 SIGTERM and SIGINT stop the services gracefully: entrypoints stop taking work,
 workers in hand finish and commit, the outbox relay drains, then the process
 exits.
@@ -21,9 +23,11 @@ import eventlet
 from nameko.runners import ServiceRunner
 
 from shared import config
+from shared.auth import MissingSecret, auth_secret
 from shared.dependencies import network_for
 from shared.messaging import declare_topology
 from shared.metrics import serve_metrics
+from shared.migrations import SchemaNotReady, require_schema
 from shared.network import NetworkError
 
 log = logging.getLogger("linkage")
@@ -83,7 +87,14 @@ def run(service_classes: list[type], topology: tuple) -> int:
     nameko_config = {**config.nameko_config(), "LINKAGE_TOPOLOGY": topology}
     try:
         network = network_for(nameko_config["LINKAGE_NETWORK"])
-    except NetworkError as exc:
+        auth_secret()  # no secret, no start: callers could not be checked
+    except (NetworkError, MissingSecret) as exc:
+        print(f"linkage: {exc}", file=sys.stderr)
+        return 2
+    try:
+        for name in names:
+            require_schema(name, config.database_url(name))
+    except SchemaNotReady as exc:
         print(f"linkage: {exc}", file=sys.stderr)
         return 2
     log.info(

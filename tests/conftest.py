@@ -14,6 +14,7 @@ from psycogreen.eventlet import patch_psycopg  # noqa: E402
 patch_psycopg()
 
 import copy  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 from contextlib import contextmanager  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -23,6 +24,7 @@ import yaml  # noqa: E402
 from nameko.runners import ServiceRunner  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 
+from shared.auth import bearer, mint  # noqa: E402
 from shared.messaging import declare_topology  # noqa: E402
 from shared.network import SAMPLE_NETWORK  # noqa: E402
 from tests.support.broker import EventTap, amqp_uri, fresh_vhost  # noqa: E402
@@ -30,6 +32,16 @@ from tests.support.databases import database_urls, env_for  # noqa: E402
 from tests.support.processes import Platform  # noqa: E402
 
 BACKENDS = ["sqlite", "postgresql"]
+
+# Every service checks tokens with this secret; service processes inherit it.
+TEST_SECRET = "linkage-test-secret-" + "0123456789abcdef" * 2
+os.environ["LINKAGE_AUTH_SECRET"] = TEST_SECRET
+os.environ.pop("LINKAGE_AUTH_SECRET_FILE", None)
+
+
+def make_token(kind: str = "admin", sub: str | None = None, ttl_s: int = 3600, **claims) -> str:
+    """A signed token of `kind` (CONTRACT.md section 6); `sub` defaults to the kind."""
+    return mint(TEST_SECRET, sub or f"test-{kind}", kind, ttl_s=ttl_s, **claims)
 
 
 def wait_for(predicate, timeout: float = 15, interval: float = 0.1, message: str = ""):
@@ -125,8 +137,19 @@ def run_services(nameko_config):
 
 @pytest.fixture
 def rpc(nameko_config):
-    with ClusterRpcProxy({"AMQP_URI": nameko_config["AMQP_URI"]}, timeout=30) as proxy:
+    """The API as an administrator calls it (rights are tested with `rpc_as`)."""
+    with cluster_rpc(nameko_config["AMQP_URI"]) as proxy:
         yield proxy
+
+
+@pytest.fixture
+def rpc_as(nameko_config):
+    """`with rpc_as("center", center=...) as rpc:` the API as that caller."""
+
+    def open_(kind: str, sub: str | None = None, **claims):
+        return cluster_rpc(nameko_config["AMQP_URI"], token=make_token(kind, sub, **claims))
+
+    return open_
 
 
 @pytest.fixture
@@ -154,6 +177,8 @@ def platform(broker_uri, db_urls, tmp_path):
 
 
 @contextmanager
-def cluster_rpc(uri: str, timeout: float = 30):
-    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=timeout) as proxy:
+def cluster_rpc(uri: str, timeout: float = 30, token: str | None = None):
+    """An RPC proxy carrying `token` (an administrator's by default)."""
+    context = bearer(token if token is not None else make_token())
+    with ClusterRpcProxy({"AMQP_URI": uri}, timeout=timeout, context_data=context) as proxy:
         yield proxy

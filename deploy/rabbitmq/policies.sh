@@ -21,17 +21,31 @@ set -euo pipefail
 vhost="${1:-/}"
 ctl="${RABBITMQCTL:-rabbitmqctl}"
 
-# Event queues. A quorum queue counts deliveries: after `delivery-limit`
-# returns a message goes to the dead-letter exchange (and the
-# LinkageDeadLetterQueueNotEmpty alert) instead of looping forever, e.g. one
-# that kills its consumer. A handler that hits a transient failure (database
-# away) requeues each message about every 5 s, so 1000 deliveries ride out an
-# outage of over an hour before anything is dead-lettered. Messages dead-lettered
-# this way carry RabbitMQ's x-death header (reason delivery_limit) rather than
-# the services' x-linkage-error headers.
+# Event queues. A transient failure does not redeliver: the handler sends the
+# message to a retry queue (shared/retry.py: growing delays, its own attempt
+# count in x-linkage-attempts, then the dead-letter queue with the reason) and
+# acks it, so each retry arrives as a new message. What still redelivers is
+# a consumer that dies or loses its connection with messages in hand (up to
+# max_workers per instance), e.g. in a rolling restart. `delivery-limit` only
+# guards against a message that kills its consumer every time: after 20
+# deliveries it is dead-lettered (x-death reason delivery_limit, no
+# x-linkage-* headers) instead of crash-looping every instance.
+# Dead-lettering is at-least-once: the queue keeps a message until the
+# dead-letter queue has confirmed it (the default, at-most-once, drops it
+# when the dead-letter queue refuses, e.g. while full). RabbitMQ requires
+# `overflow: reject-publish` for that; the queues set no length limit, so it
+# changes nothing else.
 "$ctl" set_policy -p "$vhost" --priority 10 --apply-to queues \
   linkage-events '^evt-' \
-  '{"delivery-limit": 1000, "dead-letter-exchange": "linkage.dead-letter"}'
+  '{"delivery-limit": 20, "dead-letter-exchange": "linkage.dead-letter", "dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}'
+
+# Retry queues (linkage.retry.<delay>, shared/retry.py): no consumer; a message
+# waits out the queue's TTL and is dead-lettered back to its own queue through
+# linkage.retry-return (set when the queue is declared). At-least-once here
+# too, so a retry is never dropped on its way back.
+"$ctl" set_policy -p "$vhost" --priority 10 --apply-to queues \
+  linkage-retries '^linkage\.retry\.' \
+  '{"dead-letter-strategy": "at-least-once", "overflow": "reject-publish"}'
 
 # The dead-letter queue is meant to stay empty; it is bounded so that a flood
 # of poison messages cannot fill the broker's disk. When it is full, new dead

@@ -24,6 +24,7 @@ class DispatchIncident(Base):
     request_type: Mapped[str] = mapped_column(String(16))
     town: Mapped[str] = mapped_column(String(32))
     received_by: Mapped[str] = mapped_column(String(32))  # the center that took it
+    source_system: Mapped[str | None] = mapped_column(String(64), nullable=True)
     center: Mapped[str] = mapped_column(String(32))  # the center in command
     crowd_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     casualties: Mapped[int | None] = mapped_column(Integer, nullable=True)

@@ -48,6 +48,7 @@ def send(
         tx.emit(
             "orders_dispatched",
             incident_id=incident.incident_id,
+            source_system=incident.source_system,
             category=incident.category,
             request_type=incident.request_type,
             town=incident.town,

@@ -6,30 +6,37 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from services.dispatch import orders, routing, store
+from services.dispatch import deadlines, orders, routing, store
 from services.dispatch.lifecycle import STATUSES, next_status
 from services.dispatch.metrics import (
-    OPEN_ORDERS,
-    ORDERS_OVERDUE,
     ORDERS_RETURNED,
-    OVERDUE_OPEN_ORDERS,
     DispatchSeries,
 )
 from services.dispatch.models import Base, DispatchIncident, WorkOrder, outbox, processed_events
 from shared import config
+from shared.auth import may_act_on_order, may_read, require
 from shared.db import Database, UnitOfWork
-from shared.dependencies import NetworkProvider, api
+from shared.dependencies import Authentication, NetworkProvider, api
 from shared.errors import RetryLater, ValidationError
 from shared.events import InvalidEvent, utcnow
 from shared.fields import require_count, require_text
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import Outbox
+from shared.retention import Retention
 from shared.timers import every
 
 log = logging.getLogger(__name__)
 
-INCIDENT_FACTS = ("incident_id", "category", "request_type", "town", "crowd_size", "casualties")
+INCIDENT_FACTS = (
+    "incident_id",
+    "source_system",
+    "category",
+    "request_type",
+    "town",
+    "crowd_size",
+    "casualties",
+)
 OVERDUE_BATCH = 500
 DONE_AT = {"accept": "accepted_at", "arrive": "arrived_at", "complete": "completed_at"}
 
@@ -39,6 +46,8 @@ class DispatchService:
 
     db = Database(Base.metadata, outbox, processed_events)
     outbox = Outbox()
+    retention = Retention()
+    auth = Authentication()
     network = NetworkProvider()
     metrics = EntrypointMetrics()
     series = DispatchSeries()
@@ -91,7 +100,18 @@ class DispatchService:
     def get_order(self, order_id: str) -> dict:
         require_text("order_id", order_id, 64)
         with self.db.read() as session:
-            return store.order_with_history(session, order_id)
+            order = store.order(session, order_id)
+            if not may_act_on_order(self.caller, order.center, order.department):
+                case = store.case(session, order.incident_id)
+                require(may_read(self.caller, self.network, case), f"order {order_id}")
+            return store.order_with_history(session, order)
+
+    @api
+    def holders(self, incident_id: str) -> list[list[str]]:
+        """[center, department] of every order on an incident (for other services' rights)."""
+        require_text("incident_id", incident_id, 64)
+        with self.db.read() as session:
+            return sorted(list(h) for h in store.holders(session, incident_id))
 
     @api
     def list_orders(
@@ -109,38 +129,36 @@ class DispatchService:
             raise ValidationError({"status": [f"must be one of {', '.join(STATUSES)}"]})
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 5000:
             raise ValidationError({"limit": ["must be an integer from 1 to 5000"]})
+        visible = store.visible_to(self.caller, self.network)
         with self.db.read() as session:
-            return store.list_orders(session, {**filters, "status": status}, limit)
+            return store.list_orders(session, {**filters, "status": status}, limit, visible)
 
-    @api
-    def accept(self, order_id: str, operator: str) -> dict:
-        return self._act(order_id, operator, "accept", "order_accepted")
+    @api(mutating=True)
+    def accept(self, order_id: str) -> dict:
+        return self._act(order_id, "accept", "order_accepted")
 
-    @api
-    def arrive(self, order_id: str, operator: str) -> dict:
-        return self._act(order_id, operator, "arrive", "order_arrived")
+    @api(mutating=True)
+    def arrive(self, order_id: str) -> dict:
+        return self._act(order_id, "arrive", "order_arrived")
 
-    @api
-    def report(self, order_id: str, operator: str, note: str) -> dict:
+    @api(mutating=True)
+    def report(self, order_id: str, note: str) -> dict:
         note = require_text("note", note, 4000)
-        return self._act(order_id, operator, "report", "order_reported", detail=note, note=note)
+        return self._act(order_id, "report", "order_reported", detail=note, note=note)
 
-    @api
-    def complete(self, order_id: str, operator: str, result: str) -> dict:
+    @api(mutating=True)
+    def complete(self, order_id: str, result: str) -> dict:
         result = require_text("result", result, 4000)
-        return self._act(
-            order_id, operator, "complete", "order_completed", detail=result, result=result
-        )
+        return self._act(order_id, "complete", "order_completed", detail=result, result=result)
 
-    @api
+    @api(mutating=True)
     def request_reinforcement(
-        self, order_id: str, operator: str, reason: str, crowd_size: int | None = None
+        self, order_id: str, reason: str, crowd_size: int | None = None
     ) -> dict:
         reason = require_text("reason", reason, 2000)
         require_count("crowd_size", crowd_size)
         return self._act(
             order_id,
-            operator,
             "request_reinforcement",
             "reinforcement_requested",
             detail=reason,
@@ -148,16 +166,15 @@ class DispatchService:
             crowd_size=crowd_size,
         )
 
-    @api
-    def return_order(self, order_id: str, operator: str, reason: str) -> dict:
+    @api(mutating=True)
+    def return_order(self, order_id: str, reason: str) -> dict:
         """退单: refused as not competent. Re-routed to the next holder of the role in
         the same center; when none is left the event says `all_returned`."""
         reason = require_text("reason", reason, 2000)
-        operator = require_text("operator", operator, 64)
         require_text("order_id", order_id, 64)
-        now = utcnow()
+        operator, now = self.caller.sub, utcnow()
         with self.db.transaction() as tx:
-            order = self._transition(tx, order_id, "return", operator, now, reason)
+            order = self._transition(tx, order_id, "return", now, reason)
             order.returns += 1
             incident = store.incident(tx.session, order.incident_id)
             tried = store.departments_with_orders(tx.session, order.incident_id, order.center)
@@ -180,24 +197,27 @@ class DispatchService:
             tx.after_commit(lambda: ORDERS_RETURNED.labels(order.center, order.department).inc())
             return store.order_view(order)
 
-    def _act(self, order_id, operator, action: str, event_type: str, detail=None, **data) -> dict:
+    def _act(self, order_id, action: str, event_type: str, detail=None, **data) -> dict:
         require_text("order_id", order_id, 64)
-        operator = require_text("operator", operator, 64)
-        now = utcnow()
+        operator, now = self.caller.sub, utcnow()
         with self.db.transaction() as tx:
-            order = self._transition(tx, order_id, action, operator, now, detail)
+            order = self._transition(tx, order_id, action, now, detail)
             if action in DONE_AT:
                 setattr(order, DONE_AT[action], now)
             tx.emit(event_type, **orders.event_fields(order, operator, now), **data)
             tx.after_commit(lambda: orders.timed(order, action, now))
             return store.order_view(order)
 
-    @staticmethod
-    def _transition(tx, order_id, action, operator, now, detail) -> WorkOrder:
+    def _transition(self, tx, order_id, action, now, detail) -> WorkOrder:
+        """Lock the order, check the caller may act on it, move its status."""
         order = store.locked_order(tx, order_id)
+        require(
+            may_act_on_order(self.caller, order.center, order.department),
+            f"order {order_id} of {order.department}",
+        )
         status_from = order.status
         order.status = next_status(order.status, action)
-        store.record(tx, order, action, status_from, operator, now, detail)
+        store.record(tx, order, action, status_from, self.caller.sub, now, detail)
         log.info("order %s: %s (%s → %s)", order_id, action, status_from, order.status)
         return order
 
@@ -210,35 +230,11 @@ class DispatchService:
         self.mark_overdue(utcnow())
 
     def mark_overdue(self, now: datetime) -> int:
-        marked = []
         with self.db.transaction() as tx:
-            for order in store.overdue_candidates(tx.session, now, OVERDUE_BATCH):
-                missed = routing.missed_deadlines(
-                    order.status,
-                    order.accept_by,
-                    order.arrive_by,
-                    order.accept_overdue_at,
-                    order.arrive_overdue_at,
-                    now,
-                )
-                for deadline, due_at in missed:
-                    if not store.claim_overdue(tx, order.order_id, deadline, now):
-                        continue  # another instance marked it first, or it was met
-                    store.record(tx, order, f"overdue_{deadline}", order.status, None, now, None)
-                    tx.emit(
-                        "order_overdue",
-                        **orders.event_fields(order, None, now),
-                        deadline=deadline,
-                        due_at=due_at,
-                    )
-                    marked.append((order.center, order.department, deadline))
+            marked = deadlines.mark_overdue(tx, now, OVERDUE_BATCH)
+            tx.after_commit(lambda: deadlines.count(marked, self.network))
             open_orders, overdue = store.open_by_center(tx.session)
-        for center, department, deadline in marked:
-            ORDERS_OVERDUE.labels(center, department, deadline).inc()
-            log.info("order overdue at %s: %s deadline missed", center, deadline)
-        for center in self.network.centers:
-            OPEN_ORDERS.labels(center).set(open_orders.get(center, 0))
-            OVERDUE_OPEN_ORDERS.labels(center).set(overdue.get(center, 0))
+        deadlines.publish_gauges(open_orders, overdue, self.network)
         return len(marked)
 
     # -- helpers ------------------------------------------------------------------------

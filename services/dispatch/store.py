@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, insert, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased
 
 from services.dispatch.lifecycle import OPEN
 from services.dispatch.models import DispatchIncident, OrderHistory, WorkOrder
 from services.dispatch.routing import PlannedOrder
+from shared.auth import Caller, Case, area
 from shared.db import UnitOfWork, insert_new
 from shared.errors import NotFound
+from shared.network import Network
 
 ORDER_FIELDS = (
     "order_id",
@@ -129,6 +131,13 @@ def add_order(
     return True
 
 
+def order(session: Session, order_id: str) -> WorkOrder:
+    found = session.get(WorkOrder, order_id)
+    if found is None:
+        raise NotFound(f"no order {order_id}")
+    return found
+
+
 def locked_order(tx: UnitOfWork, order_id: str) -> WorkOrder:
     order = tx.session.get(WorkOrder, order_id, with_for_update=True)
     if order is None:
@@ -151,11 +160,9 @@ def record(tx: UnitOfWork, order: WorkOrder, action: str, status_from, operator,
     )
 
 
-def order_with_history(session: Session, order_id: str) -> dict:
-    order = session.get(WorkOrder, order_id)
-    if order is None:
-        raise NotFound(f"no order {order_id}")
+def order_with_history(session: Session, order: WorkOrder) -> dict:
     view = order_view(order)
+    order_id = order.order_id
     entries = session.scalars(
         select(OrderHistory).where(OrderHistory.order_id == order_id).order_by(OrderHistory.id)
     )
@@ -163,13 +170,57 @@ def order_with_history(session: Session, order_id: str) -> dict:
     return view
 
 
-def list_orders(session: Session, filters: dict, limit: int) -> list[dict]:
-    """Orders matching every filter given (None: any), oldest first."""
+def list_orders(session: Session, filters: dict, limit: int, visible=None) -> list[dict]:
+    """Orders matching every filter given (None: any) and `visible` (a clause
+    from `visible_to`), oldest first."""
     query = select(WorkOrder).order_by(WorkOrder.dispatched_at, WorkOrder.order_id).limit(limit)
     for name, value in filters.items():
         if value is not None:
             query = query.where(getattr(WorkOrder, name) == value)
+    if visible is not None:
+        query = query.join(DispatchIncident).where(visible)
     return [order_view(order) for order in session.scalars(query)]
+
+
+def visible_to(caller: Caller, network: Network):
+    """The orders a caller may read, as a clause over orders joined to their
+    incidents (shared/auth.py `may_read`, for many orders at once); None: all."""
+    if caller.is_admin:
+        return None
+    if caller.kind == "department":
+        return and_(WorkOrder.center == caller.center, WorkOrder.department == caller.department)
+    if caller.kind == "platform":
+        return DispatchIncident.source_system.in_(sorted(caller.source_systems))
+    centers = sorted(area(network, caller.center))
+    if caller.kind == "auditor":
+        return or_(DispatchIncident.town.in_(centers), DispatchIncident.center.in_(centers))
+    held = aliased(WorkOrder)  # not the outer query's orders: those would be correlated away
+    held_here = (
+        select(held.order_id)
+        .where(held.incident_id == DispatchIncident.incident_id)
+        .where(held.center == caller.center)
+        .exists()
+    )
+    return or_(
+        DispatchIncident.town.in_(centers), DispatchIncident.center == caller.center, held_here
+    )
+
+
+def holders(session: Session, incident_id: str) -> frozenset[tuple[str, str]]:
+    """(center, department) of every order on the incident."""
+    rows = session.execute(
+        select(WorkOrder.center, WorkOrder.department).where(WorkOrder.incident_id == incident_id)
+    ).all()
+    return frozenset((center, department) for center, department in rows)
+
+
+def case(session: Session, incident_id: str) -> Case:
+    incident = session.get(DispatchIncident, incident_id)
+    if incident is None:
+        raise NotFound(f"no incident {incident_id}")
+    return Case(
+        incident.town, incident.center, incident.source_system, holders(session, incident_id)
+    )
 
 
 # -- deadlines ------------------------------------------------------------------------

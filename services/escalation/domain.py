@@ -14,18 +14,15 @@ from shared.fields import text_arg
 from shared.network import Category, Network
 
 # the longest text each RPC argument may be
-ARGUMENT_LIMITS = {"incident_id": 64, "operator": 64, "reason": 2000, "to_center": 32}
+ARGUMENT_LIMITS = {"incident_id": 64, "reason": 2000, "to_center": 32}
 
 
-def check_arguments(network: Network, center: str | None = None, **texts: object) -> None:
-    """An operator's call: each text argument within its limit, the caller's
-    optional `center` one of the network; else `ValidationError` naming each field."""
+def check_arguments(network: Network, **texts: object) -> None:
+    """An operator's call: each text argument within its limit; else
+    `ValidationError` naming each field."""
     errors: dict = {}
     for name, value in texts.items():
         text_arg(errors, name, value, ARGUMENT_LIMITS[name])
-    text_arg(errors, "center", center, 32, required=False)
-    if "center" not in errors and center is not None and center not in network.centers:
-        errors["center"] = ["not a center of the network"]
     if errors:
         raise ValidationError(errors)
 
@@ -55,17 +52,19 @@ def facts(event: dict, network: Network) -> rules.IncidentFacts:
     )
 
 
-def incident_row(incident_id: str, facts: rules.IncidentFacts, received_at: datetime) -> dict:
-    """A new incident's command state: with the center that took it."""
+def incident_row(batch: dict, facts: rules.IncidentFacts) -> dict:
+    """A new incident's command state, from a dispatch decision: under the
+    center that took it."""
     return {
-        "incident_id": incident_id,
+        "incident_id": batch["incident_id"],
+        "source_system": batch["source_system"],
         "category": facts.category,
         "town": facts.town,
         "received_by": facts.center,
         "center": facts.center,
         "crowd_size": facts.crowd_size,
         "grade": facts.grade,
-        "received_at": received_at,
+        "received_at": batch["received_at"],
         "moves": 0,
         "command_changed_at": None,
     }

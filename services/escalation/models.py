@@ -26,6 +26,8 @@ class CommandState(Base):
     town: Mapped[str] = mapped_column(String(32))
     received_by: Mapped[str] = mapped_column(String(32))
     center: Mapped[str] = mapped_column(String(32), index=True)
+    # who submitted it: a platform caller reads only its own incidents
+    source_system: Mapped[str | None] = mapped_column(String(64), nullable=True)
     crowd_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     grade: Mapped[str | None] = mapped_column(String(3), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -21,13 +21,15 @@ from services.escalation import domain, rules, store
 from services.escalation.metrics import count
 from services.escalation.models import Base, CommandState, outbox, processed_events
 from shared import config
+from shared.auth import may_read, require
 from shared.db import Database, UnitOfWork, is_transient
-from shared.dependencies import NetworkProvider, api
+from shared.dependencies import Authentication, NetworkProvider, api
 from shared.errors import InvalidTransition, NotFound, RetryLater
 from shared.events import utcnow
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import Outbox
+from shared.retention import Retention
 from shared.timers import every
 
 log = logging.getLogger(__name__)
@@ -38,17 +40,17 @@ class EscalationService:
 
     db = Database(Base.metadata, outbox, processed_events)
     outbox = Outbox()
+    retention = Retention()
+    auth = Authentication()
     network = NetworkProvider()
     metrics = EntrypointMetrics()
-
-    # -- incidents and their orders, one dispatch decision at a time ----------
 
     @handles("dispatch", "orders_dispatched")
     def on_orders_dispatched(self, event: dict, tx: UnitOfWork) -> None:
         """The batch that first brings an incident decides where command starts
         (crowd, grade, competence); every order of every batch is watched."""
         facts = domain.facts(event, self.network)
-        row = domain.incident_row(event["incident_id"], facts, event["received_at"])
+        row = domain.incident_row(event, facts)
         decision = rules.initial_command(facts, self.network)
         if store.add_incident(tx, row) and decision is not None:
             self._decide(tx, self._locked(tx, event["incident_id"]), decision)
@@ -154,35 +156,28 @@ class EscalationService:
 
     # -- operators (RPC) ----------------------------------------------------------
 
-    @api
-    def escalate(
-        self, incident_id: str, operator: str, reason: str, center: str | None = None
-    ) -> dict:
-        """上报: the center in command hands command up one level. `reason` is the
-        operator's explanation; `center`, when given, is the caller's center and
-        must be the one in command."""
-        domain.check_arguments(
-            self.network, center, incident_id=incident_id, operator=operator, reason=reason
-        )
+    @api(mutating=True)
+    def escalate(self, incident_id: str, reason: str) -> dict:
+        """上报: the center in command hands command up one level; `reason` is
+        its operator's explanation."""
+        center = self._commanding_center()
+        domain.check_arguments(self.network, incident_id=incident_id, reason=reason)
         with self.db.transaction() as tx:
             state = self._locked(tx, incident_id)
             move = rules.manual_escalate(state.center, self.network, caller=center)
-            outcome = self._decide(tx, state, move, operator=operator, detail=reason)
+            outcome = self._decide(tx, state, move, operator=self.caller.sub, detail=reason)
             return self._moved_view(tx, incident_id, outcome)
 
-    @api
-    def assign_down(
-        self, incident_id: str, to_center: str, operator: str, center: str | None = None
-    ) -> dict:
-        """下派: a county (or city) center hands an incident to one of its towns,
-        whose units then get orders."""
-        domain.check_arguments(
-            self.network, center, incident_id=incident_id, to_center=to_center, operator=operator
-        )
+    @api(mutating=True)
+    def assign_down(self, incident_id: str, to_center: str) -> dict:
+        """下派: a county (or city) center in command hands an incident to one of
+        its towns, whose units then get orders."""
+        center = self._commanding_center()
+        domain.check_arguments(self.network, incident_id=incident_id, to_center=to_center)
         with self.db.transaction() as tx:
             state = self._locked(tx, incident_id)
             move = rules.assign_down_target(state.center, to_center, self.network, caller=center)
-            outcome = self._decide(tx, state, move, operator=operator)
+            outcome = self._decide(tx, state, move, operator=self.caller.sub)
             return self._moved_view(tx, incident_id, outcome)
 
     @api
@@ -203,7 +198,14 @@ class EscalationService:
         state = store.state(session, incident_id)
         if state is None:
             raise NotFound(f"no incident {incident_id}")
+        case = store.case(session, state)
+        require(may_read(self.caller, self.network, case), f"incident {incident_id}")
         return state, [domain.move_view(m) for m in store.chain(session, incident_id)]
+
+    def _commanding_center(self) -> str | None:
+        """A center moves command, if in command (rules); an admin for any (None)."""
+        caller = self.caller.require("center")
+        return None if caller.is_admin else caller.center
 
     @staticmethod
     def _moved_view(tx: UnitOfWork, incident_id: str, outcome: rules.Verdict) -> dict:
@@ -211,8 +213,6 @@ class EscalationService:
         if not isinstance(outcome, rules.Move):
             raise InvalidTransition(f"command of incident {incident_id} did not move")
         return domain.move_view(store.last_move(tx.session, incident_id))
-
-    # -- applying a decision ---------------------------------------------------------
 
     def _decide(
         self,

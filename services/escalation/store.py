@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from services.escalation import rules
 from services.escalation.models import CommandMove, CommandState, OverdueCheck, WatchedOrder
+from shared.auth import Case
 from shared.db import UnitOfWork, insert_new
 
 # -- incidents and their command chain ------------------------------------------
@@ -115,6 +116,21 @@ def watch(tx: UnitOfWork, rows: list[dict]) -> None:
     """Know these orders (from whichever of their events comes first)."""
     if rows:
         tx.session.execute(insert_new(tx.session, WatchedOrder.__table__), rows)
+
+
+def holders(session: Session, incident_id: str) -> frozenset[tuple[str, str]]:
+    """(center, department) of every order of the incident escalation knows."""
+    rows = session.execute(
+        select(WatchedOrder.center, WatchedOrder.department).where(
+            WatchedOrder.incident_id == incident_id
+        )
+    ).all()
+    return frozenset((center, department) for center, department in rows)
+
+
+def case(session: Session, state: CommandState) -> Case:
+    """What the rights need of an incident (shared/auth.py)."""
+    return Case(state.town, state.center, state.source_system, holders(session, state.incident_id))
 
 
 def watched_order(session: Session, order_id: str) -> WatchedOrder | None:

@@ -29,6 +29,7 @@ INCIDENT_TIMES = ("received_at", "reported_at", "occurred_at", "command_changed_
 # what dispatch, escalation and assessment are told of a new incident
 ANNOUNCED_FIELDS = (
     "incident_id",
+    "source_system",
     "category",
     "request_type",
     "channel",
@@ -84,19 +85,34 @@ def announcement(incident: dict) -> dict:
     return {name: incident[name] for name in ANNOUNCED_FIELDS}
 
 
-def incident_view(incident) -> dict:
-    """An incident as `get_incident` answers it (`incident` has the row's attributes)."""
+def mask_name(name: str | None) -> str | None:
+    """`王小明` → `王*`: the family name only."""
+    return f"{name[0]}*" if name else name
+
+
+def mask_phone(phone: str | None) -> str | None:
+    """`13800001234` → `138****1234`: the carrier prefix and the last four digits."""
+    if not phone:
+        return phone
+    digits = [c for c in phone if c.isdigit()]
+    if len(digits) < 8:
+        return "*" * len(digits)
+    return "".join(digits[:3]) + "****" + "".join(digits[-4:])
+
+
+def incident_view(incident, full_personal_data: bool = False) -> dict:
+    """An incident as `get_incident` answers it (`incident` has the row's
+    attributes); the reporter masked unless `full_personal_data`."""
     view = {name: getattr(incident, name) for name in INCIDENT_FIELDS}
     view["location"] = {"town": incident.town, "address": incident.address}
     if incident.lat is not None:
         view["location"]["lat"] = incident.lat
     if incident.lon is not None:
         view["location"]["lon"] = incident.lon
-    view["reporter"] = (
-        {"name": incident.reporter_name, "phone": incident.reporter_phone}
-        if incident.reporter_name or incident.reporter_phone
-        else None
-    )
+    name, phone = incident.reporter_name, incident.reporter_phone
+    if not full_personal_data:
+        name, phone = mask_name(name), mask_phone(phone)
+    view["reporter"] = {"name": name, "phone": phone} if name or phone else None
     for name in INCIDENT_TIMES:
         value = getattr(incident, name)
         view[name] = value.isoformat() if value else None

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import Float, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from shared.db import UtcDateTime, plumbing_tables
+from shared.db import Id, UtcDateTime, plumbing_tables
 
 
 class Base(DeclarativeBase):
@@ -42,6 +42,18 @@ class Incident(Base):
     status: Mapped[str] = mapped_column(String(16), default="open")
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     command_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class PersonalDataAccess(Base):
+    """Each time a reporter's name and phone were shown in full: who, which, when."""
+
+    __tablename__ = "personal_data_access"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    sub: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(16))
+    incident_id: Mapped[str] = mapped_column(String(32), index=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import logging
 
+from nameko.rpc import RpcProxy
+
 from services.intake import store
 from services.intake.domain import announcement, incident_from_report, incident_view
 from services.intake.metrics import INCIDENTS_RECEIVED
-from services.intake.models import Base, outbox, processed_events
+from services.intake.models import Base, Incident, outbox, processed_events
 from services.intake.schemas import ReportSchema
+from shared.auth import Case, area, may_read, require
 from shared.db import Database, UnitOfWork
-from shared.dependencies import NetworkProvider, api, validated
-from shared.errors import NotFound
+from shared.dependencies import Authentication, NetworkProvider, api, validated
+from shared.errors import NotFound, ValidationError
 from shared.events import utcnow
-from shared.fields import require_text
+from shared.fields import instant_arg, require_text
 from shared.ids import new_id
 from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import Outbox
+from shared.retention import Retention
 
 log = logging.getLogger(__name__)
 
@@ -27,12 +31,26 @@ class IntakeService:
 
     db = Database(Base.metadata, outbox, processed_events)
     outbox = Outbox()
+    retention = Retention()
+    auth = Authentication()
     network = NetworkProvider()
     metrics = EntrypointMetrics()
+    dispatch = RpcProxy("dispatch")  # who holds orders, when a caller's rights need it
 
-    @api
+    @api(mutating=True)
     def submit_report(self, report: dict) -> dict:
+        """A platform submits for its own source systems; a center takes a
+        report itself (channel `center`), and the incident starts under it."""
+        caller = self.caller.require("platform", "center")
         data = validated(ReportSchema(), report, network=self.network)
+        if caller.kind == "platform":
+            require(data["source_system"] in caller.source_systems, "another platform's system")
+            require(data["center"] is None, "a platform's report starts under its town")
+        elif caller.kind == "center":
+            require(data["channel"] == "center", "a center's own report has channel center")
+            town = data["location"]["town"]
+            require(town in area(self.network, caller.center), "a town outside the center")
+            data["center"] = caller.center  # the token's, whatever the report says
         incident = incident_from_report(data, new_id(), utcnow())
         with self.db.transaction() as tx:
             if store.add_incident(tx, incident):
@@ -52,12 +70,45 @@ class IntakeService:
 
     @api
     def get_incident(self, incident_id: str) -> dict:
+        """The incident; its reporter in full only to those the contract names
+        (every such disclosure recorded), masked for everyone else."""
         require_text("incident_id", incident_id, 32)
         with self.db.read() as session:
             incident = store.get(session, incident_id)
             if incident is None:
                 raise NotFound(f"no incident {incident_id}")
-            return incident_view(incident)
+        case = self._case(incident)
+        require(may_read(self.caller, self.network, case), f"incident {incident_id}")
+        full = self.caller.kind != "auditor"
+        if full and (incident.reporter_name or incident.reporter_phone):
+            with self.db.transaction() as tx:
+                store.record_disclosure(
+                    tx, self.caller.sub, self.caller.kind, incident_id, utcnow()
+                )
+        return incident_view(incident, full_personal_data=full)
+
+    @api
+    def personal_data_access(self, since: str, until: str, limit: int = 1000) -> list[dict]:
+        """Who was shown a reporter's name and phone in full, and when (admins only)."""
+        self.caller.require("admin")
+        errors: dict = {}
+        start = instant_arg(errors, "since", since)
+        end = instant_arg(errors, "until", until)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 10000:
+            errors["limit"] = ["must be an integer from 1 to 10000"]
+        if errors:
+            raise ValidationError(errors)
+        with self.db.read() as session:
+            return store.disclosures(session, start, end, limit)
+
+    def _case(self, incident: Incident) -> Case:
+        """What the rights need; the order holders only when the cheap facts
+        do not already decide (they live in dispatch)."""
+        case = Case(incident.town, incident.center, incident.source_system)
+        if may_read(self.caller, self.network, case) or self.caller.kind == "platform":
+            return case
+        holders = frozenset(tuple(h) for h in self.dispatch.holders(incident.incident_id))
+        return Case(incident.town, incident.center, incident.source_system, holders)
 
     @handles("escalation", "incident_escalated")
     def on_incident_escalated(self, event: dict, tx: UnitOfWork) -> None:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
-from services.intake.models import Incident
+from services.intake.models import Incident, PersonalDataAccess
 from shared.db import UnitOfWork, insert_new
 
 
@@ -38,3 +38,26 @@ def move_command(tx: UnitOfWork, incident_id: str, to_center: str, at: datetime)
         .where((Incident.command_changed_at.is_(None)) | (Incident.command_changed_at < at))
         .values(center=to_center, command_changed_at=at)
     )
+
+
+def record_disclosure(tx: UnitOfWork, sub: str, kind: str, incident_id: str, at: datetime) -> None:
+    """A reporter's name and phone were shown in full: who saw them, and when."""
+    tx.session.execute(
+        insert(PersonalDataAccess.__table__),
+        {"sub": sub, "kind": kind, "incident_id": incident_id, "at": at},
+    )
+
+
+def disclosures(session: Session, since: datetime, until: datetime, limit: int) -> list[dict]:
+    rows = session.execute(
+        select(
+            PersonalDataAccess.sub,
+            PersonalDataAccess.kind,
+            PersonalDataAccess.incident_id,
+            PersonalDataAccess.at,
+        )
+        .where(PersonalDataAccess.at >= since, PersonalDataAccess.at < until)
+        .order_by(PersonalDataAccess.at, PersonalDataAccess.id)
+        .limit(limit)
+    ).all()
+    return [{**row._asdict(), "at": row.at.isoformat()} for row in rows]

@@ -466,16 +466,34 @@ def test_compose_runs_each_service_from_one_image_without_host_ports():
         assert "ports" not in service, f"{name} publishes a host port: --scale would collide"
         env = service["environment"]
         assert env["METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[name])
-        assert env[f"{name.upper()}_DATABASE_URL"] == (
-            f"postgresql+psycopg2://linkage:linkage@postgres:5432/{name}"
-        )
-        assert env["AMQP_URI"].startswith("pyamqp://") and "@rabbitmq:5672/" in env["AMQP_URI"]
+        # its own database role and broker user, and nobody else's
+        url = env.pop(f"{name.upper()}_DATABASE_URL")
+        assert url.startswith(f"postgresql+psycopg2://{name}:")
+        assert url.endswith(f"@postgres:5432/{name}")
+        assert not [variable for variable in env if variable.endswith("_DATABASE_URL")]
+        assert env["AMQP_URI"].startswith(f"pyamqp://{name}:")
+        assert env["AMQP_URI"].endswith("@rabbitmq:5672/linkage")
         assert service["depends_on"] == {
             "rabbitmq": {"condition": "service_healthy"},
             "postgres": {"condition": "service_healthy"},
+            "migrate": {"condition": "service_completed_successfully"},
+            "topology": {"condition": "service_completed_successfully"},
         }
     for name in ("rabbitmq", "postgres"):
         assert services[name]["healthcheck"]["test"]
+
+
+def test_compose_migrates_every_database_once_before_the_services():
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    migrate = services["migrate"]
+    assert migrate["command"] == ["python", "-m", "services", "migrate"]
+    assert migrate["image"] == "linkage:latest" and migrate["restart"] == "no"
+    assert migrate["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    for name in SERVICES:
+        assert (
+            migrate["environment"][f"{name.upper()}_DATABASE_URL"]
+            == (services[name]["environment"][f"{name.upper()}_DATABASE_URL"])
+        )
 
 
 def test_compose_mounts_only_files_that_exist():
@@ -487,10 +505,182 @@ def test_compose_mounts_only_files_that_exist():
                 assert (ROOT / source).exists(), f"{name} mounts missing {source}"
 
 
+def _policies_in_script() -> dict[str, dict]:
+    script = (DEPLOY / "rabbitmq" / "policies.sh").read_text(encoding="utf-8")
+    found = re.findall(
+        r"set_policy -p \"\$vhost\" --priority (\d+) --apply-to queues \\\n"
+        r"\s+(\S+) '([^']+)' \\\n\s+'([^']+)'",
+        script,
+    )
+    return {
+        name: {"priority": int(priority), "pattern": pattern, "definition": json.loads(body)}
+        for priority, name, pattern, body in found
+    }
+
+
+def test_quorum_queues_dead_letter_at_least_once_with_a_crash_guard_only():
+    policies = _policies_in_script()
+    events = policies["linkage-events"]["definition"]
+    assert events["dead-letter-strategy"] == "at-least-once"
+    assert events["overflow"] == "reject-publish"  # RabbitMQ's condition for at-least-once
+    assert events["dead-letter-exchange"] == "linkage.dead-letter"
+    # retries are new messages (shared/retry.py): the limit only stops a crash loop
+    assert 5 <= events["delivery-limit"] <= 50
+    assert policies["linkage-retries"]["definition"]["dead-letter-strategy"] == "at-least-once"
+
+
+def test_the_definitions_file_carries_the_policies_of_the_script():
+    path = DEPLOY / "rabbitmq" / "definitions.json"
+    if not path.exists():
+        pytest.skip("no definitions.json")
+    loaded = {
+        p["name"]: {k: p[k] for k in ("priority", "pattern", "definition")}
+        for p in json.loads(path.read_text(encoding="utf-8"))["policies"]
+    }
+    assert loaded == _policies_in_script()
+
+
 def test_postgres_init_creates_one_database_per_service():
     sql = (DEPLOY / "postgres" / "init.sql").read_text(encoding="utf-8")
     created = re.findall(r"CREATE DATABASE (\w+)", sql)
     assert sorted(created) == sorted(SERVICES)
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_postgres_init_gives_each_database_its_own_role_and_closes_it_to_others(name):
+    """Run for real by tests/integration/test_database_roles.py."""
+    statements = [
+        line.strip()
+        for line in (DEPLOY / "postgres" / "init.sql").read_text(encoding="utf-8").splitlines()
+        if line.strip() and not line.startswith("--")
+    ]
+    assert f"\\getenv {name}_password LINKAGE_DB_PASSWORD_{name.upper()}" in statements
+    assert f"CREATE ROLE {name} LOGIN PASSWORD :'{name}_password';" in statements
+    assert f"CREATE DATABASE {name} OWNER {name};" in statements
+    assert f"REVOKE ALL ON DATABASE {name} FROM PUBLIC;" in statements
+
+
+def test_compose_postgres_and_migrate_use_the_service_roles():
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    postgres = services["postgres"]["environment"]
+    for name in SERVICES:
+        password = postgres[f"LINKAGE_DB_PASSWORD_{name.upper()}"]
+        url = services["migrate"]["environment"][f"{name.upper()}_DATABASE_URL"]
+        assert url == f"postgresql+psycopg2://{name}:{password}@postgres:5432/{name}"
+
+
+# -- broker users ------------------------------------------------------------------
+
+DEFINITIONS = DEPLOY / "rabbitmq" / "definitions.json"
+REPLY_ID = "0b3f6c8e-2f55-4d39-9c4e-52f0a1f1c0de"
+
+
+def definitions() -> dict:
+    return json.loads(DEFINITIONS.read_text(encoding="utf-8"))
+
+
+def permissions_of(user: str) -> dict[str, str]:
+    [entry] = [p for p in definitions()["permissions"] if p["user"] == user]
+    assert entry["vhost"] == "linkage"
+    return entry
+
+
+def allows(pattern: str, name: str) -> bool:
+    return re.search(pattern, name) is not None  # as RabbitMQ matches
+
+
+def test_definitions_hold_the_vhost_and_users_without_passwords():
+    loaded = definitions()
+    assert loaded["vhosts"] == [{"name": "linkage"}]
+    users = {user["name"]: user for user in loaded["users"]}
+    assert set(users) == {"linkage-admin", *SERVICES, "platform-12345"}
+    assert {user["password_hash"] for user in users.values()} == {""}
+    assert users["linkage-admin"]["tags"] == "administrator"
+    assert permissions_of("linkage-admin") | {"user": "", "vhost": ""} == {
+        "user": "",
+        "vhost": "",
+        "configure": ".*",
+        "write": ".*",
+        "read": ".*",
+    }
+
+
+def test_compose_loads_the_definitions_and_gives_every_user_a_password():
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    broker = services["rabbitmq"]
+    assert any(v.startswith("./deploy/rabbitmq/definitions.json:") for v in broker["volumes"])
+    config = (DEPLOY / "rabbitmq" / "rabbitmq.conf").read_text(encoding="utf-8")
+    assert "load_definitions = /etc/rabbitmq/definitions.json" in config.splitlines()
+    for user in definitions()["users"]:
+        variable = "LINKAGE_BROKER_PASSWORD_" + user["name"].upper().replace("-", "_")
+        assert broker["environment"][variable], user["name"]
+    topology = services["topology"]
+    assert topology["command"] == ["python", "-m", "services", "declare-topology"]
+    assert topology["environment"]["AMQP_URI"].startswith("pyamqp://linkage-admin:")
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_a_services_broker_user_publishes_and_reads_only_its_own(name):
+    """The permissions agree with the services' subscriptions (services.topology()).
+    tests/integration/test_broker_permissions.py shows them on the real broker."""
+    from services import topology
+
+    subscriptions = topology()
+    own_queues = [s.queue for s in subscriptions if s.service == name]
+    others_queues = [s.queue for s in subscriptions if s.service != name]
+    sources = {s.source for s in subscriptions if s.service == name}
+    rights = permissions_of(name)
+    mine = [*own_queues, f"rpc-{name}", f"rpc.reply-{name}-{REPLY_ID}"]
+    for queue in mine:
+        for right in ("configure", "write", "read"):
+            assert allows(rights[right], queue), (right, queue)
+    theirs = [
+        *others_queues,
+        *(f"rpc-{other}" for other in SERVICES if other != name),
+        f"rpc.reply-standalone_rpc_proxy-{REPLY_ID}",
+        "linkage.dead-letter",
+        "linkage.retry.1000ms",
+    ]
+    for queue in theirs:
+        assert not allows(rights["configure"], queue), queue
+        assert not allows(rights["read"], queue), queue
+    for exchange in (f"{name}.events", "nameko-rpc", "linkage.dead-letter", "linkage.retry"):
+        assert allows(rights["write"], exchange), exchange
+    for exchange in (*(f"{o}.events" for o in SERVICES if o != name), "linkage.retry-return", ""):
+        assert not allows(rights["write"], exchange or "amq.default"), exchange
+    readable = {s for s in SERVICES if allows(rights["read"], f"{s}.events")}
+    assert readable == sources
+    topic = {t["exchange"]: t for t in definitions()["topic_permissions"] if t["user"] == name}
+    retry_key = f"1000ms.{own_queues[0]}"
+    assert allows(topic["linkage.retry"]["write"], retry_key)
+    for queue in others_queues:
+        assert not allows(topic["linkage.retry"]["write"], f"1000ms.{queue}"), queue
+    assert allows(topic["nameko-rpc"]["read"], f"{name}.*")
+    assert not allows(topic["nameko-rpc"]["read"], "intake.*" if name != "intake" else "dispatch.*")
+
+
+def test_a_platforms_broker_user_may_only_call_and_read_its_replies():
+    rights = permissions_of("platform-12345")
+    reply = f"rpc.reply-standalone_rpc_proxy-{REPLY_ID}"
+    for right in ("configure", "write", "read"):
+        assert allows(rights[right], reply) and allows(rights[right], "nameko-rpc")
+    from services import topology
+
+    refused = [
+        *(s.queue for s in topology()),
+        *(f"rpc-{s}" for s in SERVICES),
+        *(f"{s}.events" for s in SERVICES),
+        "linkage.dead-letter",
+        "linkage.retry",
+        "amq.default",
+    ]
+    for name in refused:
+        for right in ("configure", "write", "read"):
+            assert not allows(rights[right], name), (right, name)
+    [topic] = [t for t in definitions()["topic_permissions"] if t["user"] == "platform-12345"]
+    assert topic["exchange"] == "nameko-rpc"
+    assert allows(topic["write"], "intake.submit_report") and not allows(topic["write"], REPLY_ID)
+    assert allows(topic["read"], REPLY_ID) and not allows(topic["read"], "intake.*")
 
 
 # -- Kubernetes --------------------------------------------------------------------
@@ -541,7 +731,8 @@ def test_each_deployment_runs_its_service_as_the_contract_says(name):
     env = {e["name"]: e for e in container["env"]}
     assert env["METRICS_PORT"]["value"] == str(port)
     assert env["LINKAGE_QUEUE_TYPE"]["value"] == "quorum"
-    assert env["AMQP_URI"]["valueFrom"]["secretKeyRef"]["key"] == "amqp-uri"
+    assert env["AMQP_URI"]["valueFrom"]["secretKeyRef"]["key"] == f"{name}-amqp-uri"
+    assert env["AMQP_SSL_CA"]["value"] == "/etc/linkage-tls/ca.crt"
     secret = load_yaml_documents(K8S / "secret.example.yaml")[0]
     for variable in ("AMQP_URI", f"{name.upper()}_DATABASE_URL"):
         reference = env[variable]["valueFrom"]["secretKeyRef"]
@@ -558,3 +749,16 @@ def test_each_deployment_runs_its_service_as_the_contract_says(name):
         "prometheus.io/path": "/metrics",
     }
     assert docs["Service"]["spec"]["ports"][0]["port"] == port
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_deployment_migrates_its_database_before_its_service_starts(name):
+    pod = {doc["kind"]: doc for doc in load_yaml_documents(K8S / f"{name}.yaml")}["Deployment"]
+    [init] = pod["spec"]["template"]["spec"]["initContainers"]
+    container = pod["spec"]["template"]["spec"]["containers"][0]
+    assert init["image"] == container["image"]
+    assert init["command"] == ["python", "-m", f"services.{name}", "migrate"]
+    url = f"{name.upper()}_DATABASE_URL"
+    init_env = {e["name"]: e for e in init["env"]}
+    assert init_env[url] == {e["name"]: e for e in container["env"]}[url]
+    assert init["securityContext"]["readOnlyRootFilesystem"] is True

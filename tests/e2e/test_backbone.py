@@ -40,10 +40,10 @@ def test_one_incident_followed_from_report_to_completion(platform, broker_uri):
         [order] = orders_of(rpc, answer["incident_id"], 1)
         assert order["department"] == "dongshan-water" and order["role"] == "lead"
         oid = order["order_id"]
-        rpc.dispatch.accept(oid, "水务-李")
-        rpc.dispatch.arrive(oid, "水务-李")
-        rpc.dispatch.report(oid, "水务-李", "已关阀，正在抢修")
-        done = rpc.dispatch.complete(oid, "水务-李", "已修复，恢复供水")
+        rpc.dispatch.accept(oid)
+        rpc.dispatch.arrive(oid)
+        rpc.dispatch.report(oid, "已关阀，正在抢修")
+        done = rpc.dispatch.complete(oid, "已修复，恢复供水")
         assert done["status"] == "completed"
         assert done["accepted_at"] <= done["arrived_at"] <= done["completed_at"]
         incident = rpc.intake.get_incident(answer["incident_id"])
@@ -121,9 +121,23 @@ def test_the_readme_commands_bring_the_platform_up_and_a_report_comes_back_as_or
         "LINKAGE_VAR_DIR": str(tmp_path / "var"),
         "INTAKE_METRICS_PORT": str(ServiceProcess("intake", {}, tmp_path).port),
     }
+    # as `make run` does: a development secret under var/, which the client finds
+    env.pop("LINKAGE_AUTH_SECRET")
+    (tmp_path / "var").mkdir()
+    (tmp_path / "var" / "auth-secret").write_text("a-development-secret-" + "x" * 32)
+    env_run = {**env, "LINKAGE_AUTH_SECRET_FILE": str(tmp_path / "var" / "auth-secret")}
+    # as `make run` does: the embedded databases brought to the code's schema first
+    migrated = subprocess.run(
+        [sys.executable, "-m", "services", "migrate"], cwd=ROOT, env=env_run, timeout=120
+    )
+    assert migrated.returncode == 0
     log = open(tmp_path / "all.log", "wb")
     platform = subprocess.Popen(
-        [sys.executable, "-m", "services"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "services"],
+        cwd=ROOT,
+        env=env_run,
+        stdout=log,
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(lambda: "running:" in (tmp_path / "all.log").read_text(), timeout=60)

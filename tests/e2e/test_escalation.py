@@ -11,7 +11,7 @@ import requests
 from nameko.exceptions import RemoteError
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import cluster_rpc, wait_for
+from tests.conftest import cluster_rpc, make_token, wait_for
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.e2e
@@ -88,19 +88,20 @@ def crowd_of_600(rpc) -> dict:
 def reinforcement(rpc) -> dict:
     incident = submit(rpc, category="water.burst_main")
     lead = lead_order(rpc, incident, DONGSHAN)
-    rpc.dispatch.accept(lead["order_id"], "水务-李")
-    rpc.dispatch.request_reinforcement(lead["order_id"], "水务-李", "管径大，人手不足")
+    rpc.dispatch.accept(lead["order_id"])
+    rpc.dispatch.request_reinforcement(lead["order_id"], "管径大，人手不足")
     until(lambda: len(orders(rpc, incident)) >= 3, "the neighbour towns' orders")
-    rpc.dispatch.request_reinforcement(lead["order_id"], "水务-李", "仍无法控制")
+    rpc.dispatch.request_reinforcement(lead["order_id"], "仍无法控制")
     until(lambda: len(orders(rpc, incident)) >= 4, "the county's order")
     return settled(rpc, incident)
 
 
-def assigned_down(rpc) -> dict:
-    incident = submit(rpc, category="mass.gathering", channel="center", center=QIANWEI)
+def assigned_down(rpc, county) -> dict:
+    """The county's duty room (`county`, a center caller) takes a report and hands it down."""
+    incident = submit(county, category="mass.gathering", channel="center")
     until(lambda: len(orders(rpc, incident)) >= 2, "the county's orders")
     until(lambda: chain(rpc, incident) == [] and _commands(rpc, incident), "escalation to see it")
-    rpc.escalation.assign_down(incident, DONGSHAN, "县值班员-赵", center=QIANWEI)
+    county.escalation.assign_down(incident, DONGSHAN)
     until(lambda: len(orders(rpc, incident)) >= 4, "the town's orders")
     return settled(rpc, incident)
 
@@ -113,12 +114,13 @@ def _commands(rpc, incident_id) -> bool:
 
 
 def scenario(broker_uri) -> dict:
-    with cluster_rpc(broker_uri) as rpc:
+    county_duty = make_token("center", "县值班员-赵", center=QIANWEI)
+    with cluster_rpc(broker_uri) as rpc, cluster_rpc(broker_uri, token=county_duty) as county:
         return {
             "crowd_of_150": crowd_of_150(rpc),
             "crowd_of_600": crowd_of_600(rpc),
             "reinforcement": reinforcement(rpc),
-            "assigned_down": assigned_down(rpc),
+            "assigned_down": assigned_down(rpc, county),
         }
 
 
@@ -210,7 +212,7 @@ def test_a_deadline_missed_past_its_grace_moves_command_up_until_the_city_once_e
 
         lead = lead_order(rpc, caught_up, DONGSHAN)
         until(lambda: rpc.dispatch.get_order(lead["order_id"])["overdue"], "a missed deadline")
-        rpc.dispatch.accept(lead["order_id"], "水务-李")  # late, but within the grace
+        rpc.dispatch.accept(lead["order_id"])  # late, but within the grace
 
         until(lambda: len(chain(rpc, ignored)) >= 2, "command up to the city")
         # the city's own orders go unmet too: there is nothing above, and it says so

@@ -44,7 +44,7 @@ def value(samples: Samples, name: str, **labels) -> float | None:
 
 def rated(rpc, incident_id: str, rating: str) -> dict | None:
     try:
-        return rpc.assessment.record_satisfaction(incident_id, rating, "回访-张")
+        return rpc.assessment.record_satisfaction(incident_id, rating)
     except RemoteError as error:
         if error.exc_type == "NotFound":  # intake's event not applied by assessment yet
             return None
@@ -82,11 +82,11 @@ def test_each_process_serves_valid_metrics_with_the_domain_series(platform, brok
             )
             orders.append(order["order_id"])
         for order_id in orders:  # all three signed for
-            rpc.dispatch.accept(order_id, "水务-李")
+            rpc.dispatch.accept(order_id)
         for order_id in orders[:2]:  # two on scene
-            rpc.dispatch.arrive(order_id, "水务-李")
-        rpc.dispatch.report(orders[0], "水务-李", "已关阀")
-        rpc.dispatch.complete(orders[0], "水务-李", "已修复")
+            rpc.dispatch.arrive(order_id)
+        rpc.dispatch.report(orders[0], "已关阀")
+        rpc.dispatch.complete(orders[0], "已修复")
         wait_for(
             lambda: rated(rpc, water[0]["incident_id"], "satisfied"),
             timeout=30,

@@ -71,7 +71,7 @@ def orders_of(rpc, incident_id: str, expected: int) -> list[dict]:
 
 def rated(rpc, incident_id: str, rating: str) -> dict | None:
     try:
-        return rpc.assessment.record_satisfaction(incident_id, rating, "回访-张")
+        return rpc.assessment.record_satisfaction(incident_id, rating)
     except RemoteError as error:
         if error.exc_type == "NotFound":
             return None
@@ -96,18 +96,18 @@ def generate_load(rpc, broker_uri: str) -> None:
     # water (tier 1): signed for, on scene, completed, rated
     for n, incident in enumerate(water):
         order = lead_order(orders_of(rpc, incident, 1))["order_id"]
-        rpc.dispatch.accept(order, "水务-李")
+        rpc.dispatch.accept(order)
         if n < 2:
-            rpc.dispatch.arrive(order, "水务-李")
+            rpc.dispatch.arrive(order)
         if n == 0:
-            rpc.dispatch.report(order, "水务-李", "已关阀")
-            rpc.dispatch.complete(order, "水务-李", "已修复")
+            rpc.dispatch.report(order, "已关阀")
+            rpc.dispatch.complete(order, "已修复")
     # construction (tier 2): one on scene, one returned (退单) to the next holder
     on_scene = lead_order(orders_of(rpc, building[0], 1))["order_id"]
-    rpc.dispatch.accept(on_scene, "村建-王")
-    rpc.dispatch.arrive(on_scene, "村建-王")
+    rpc.dispatch.accept(on_scene)
+    rpc.dispatch.arrive(on_scene)
     returned = lead_order(orders_of(rpc, building[1], 1))["order_id"]
-    rpc.dispatch.return_order(returned, "村建-王", "不属本单位职责")
+    rpc.dispatch.return_order(returned, "不属本单位职责")
 
     wait_for(lambda: rated(rpc, water[0], "satisfied"), timeout=30, message="a rating")
     wait_for(lambda: rated(rpc, water[1], "dissatisfied"), timeout=30, message="a rating")

@@ -10,13 +10,17 @@ valid call still succeeds. The strategies are the unit suite's
 (tests/unit/test_bad_input_properties.py).
 
 One service runner per test; each test first makes one incident (and its
-order) so that calls on a real id are tried too, not only NotFound.
+order) so that calls on a real id are tried too, not only NotFound. Calls are
+an administrator's unless a test says otherwise (the actor is the token's
+subject, so no call takes an operator any more); a center that is not in
+command is refused too (`Forbidden`).
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+from contextlib import ExitStack
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -212,16 +216,17 @@ def test_intake_refuses_hostile_calls_and_stores_nothing(run_services, rpc, tabl
 # -- dispatch -------------------------------------------------------------------
 
 DISPATCH_SIGNATURES = [
-    ("accept", ("{order}",), {}),
-    ("accept", ("{order}", "op", "extra"), {}),
-    ("accept", ("{order}",), {"operator": "op", "force": True}),
-    ("report", ("{order}", "op"), {}),
-    ("return_order", ("{order}", "op"), {"why": "x"}),
-    ("request_reinforcement", ("{order}", "op", "r"), {"crowd": 5}),
+    ("accept", (), {}),
+    ("accept", ("{order}", "op"), {}),  # the operator argument is gone
+    ("accept", ("{order}",), {"operator": "op"}),
+    ("accept", ("{order}",), {"force": True}),
+    ("report", ("{order}",), {}),
+    ("return_order", ("{order}",), {"why": "x"}),
+    ("request_reinforcement", ("{order}", "r"), {"crowd": 5}),
     ("get_order", (), {}),
     ("list_orders", (), {"town": DONGSHAN}),
     ("complete", (), {}),
-    ("arrive", ("{order}", "op", None, None), {}),
+    ("arrive", ("{order}", None, None), {}),
 ]
 
 
@@ -273,7 +278,7 @@ def test_dispatch_refuses_hostile_calls_and_changes_nothing(run_services, rpc, t
         assert state() == before
 
     check()
-    assert rpc.dispatch.accept(order_id, "op-water")["status"] == "accepted"
+    assert rpc.dispatch.accept(order_id)["status"] == "accepted"
 
 
 # -- escalation -----------------------------------------------------------------
@@ -298,45 +303,46 @@ def unknown_id():
     return st.text(min_size=1, max_size=20).filter(lambda t: t.strip() and t.isprintable())
 
 
+# Who calls: an administrator, or a caller that may not move this town's command
+# (centers not in command, a department, an auditor).
+ESCALATION_CALLERS = {
+    "admin": {"kind": "admin"},
+    "city": {"kind": "center", "center": CITY},
+    "county": {"kind": "center", "center": COUNTY},
+    "neighbour": {"kind": "center", "center": YUJIN},
+    "department": {"kind": "department", "center": DONGSHAN, "department": "dongshan-water"},
+    "auditor": {"kind": "auditor", "center": COUNTY},
+}
+
+
 @st.composite
 def hostile_escalation_call(draw, incident_id: str):
-    """escalate / assign_down on the seeded town incident with at least one bad
-    argument; assign_down from a town is refused whatever it is given."""
+    """(caller, method, args, kwargs): escalate / assign_down on the seeded town
+    incident with at least one bad argument, or by a caller not in command (then
+    all arguments may be good); assign_down from a town is refused whatever it
+    is given."""
+    caller = draw(st.sampled_from(sorted(ESCALATION_CALLERS)))
     method = draw(st.sampled_from(["escalate", "assign_down", "chain", "command"]))
     if method in ("chain", "command"):
-        return method, (draw(st.one_of(bad_text(64), unknown_id())),), {}
-    names = (
-        ["incident_id", "operator", "reason", "center"]
-        if method == "escalate"
-        else ["incident_id", "to_center", "operator", "center"]
-    )
+        return "admin", method, (draw(st.one_of(bad_text(64), unknown_id())),), {}
+    names = ["incident_id", "reason"] if method == "escalate" else ["incident_id", "to_center"]
     bad_values = {
         "incident_id": st.one_of(bad_text(64), unknown_id()),
-        "operator": bad_text(64),
         "reason": bad_text(2000),
         "to_center": st.one_of(bad_text(32), st.sampled_from([CITY, COUNTY, "nowhere"])),
-        # a center that is not in command, or none of the network
-        "center": st.one_of(
-            bad_text(32).filter(lambda v: v is not None), st.sampled_from([CITY, COUNTY, YUJIN])
-        ),
     }
-    good_values = {
-        "incident_id": incident_id,
-        "operator": "op-1",
-        "reason": "现场需要上级支援",
-        "to_center": YUJIN,
-        "center": None,
-    }
-    # a town cannot assign down: there, all arguments may be good
-    bad = draw(st.sampled_from(names if method == "escalate" else [*names, None]))
+    good_values = {"incident_id": incident_id, "reason": "现场需要上级支援", "to_center": YUJIN}
+    # a town cannot assign down, and only the town commands: all may be good then
+    anything_goes = method == "assign_down" or caller != "admin"
+    bad = draw(st.sampled_from([*names, None] if anything_goes else names))
     args = [
         draw(bad_values[n]) if n == bad else draw(st.one_of(st.just(good_values[n]), json_junk))
         for n in names
     ]
-    return method, tuple(args), {}
+    return caller, method, tuple(args), {}
 
 
-def test_escalation_refuses_hostile_calls_and_moves_nothing(run_services, rpc, tables):
+def test_escalation_refuses_hostile_calls_and_moves_nothing(run_services, rpc, rpc_as, tables):
     escalation_service = service_class("services.escalation.service", "EscalationService")
     from services.escalation.models import CommandMove, CommandState
     from services.escalation.models import outbox as escalation_outbox
@@ -356,31 +362,43 @@ def test_escalation_refuses_hostile_calls_and_moves_nothing(run_services, rpc, t
 
     before = state()
 
-    @HOSTILE
-    @given(
-        case=st.one_of(
-            hostile_escalation_call(incident),
-            st.sampled_from(
-                [
-                    ("escalate", (incident, "op"), {}),
-                    ("escalate", (incident, "op", "r"), {"centre": DONGSHAN}),
-                    ("assign_down", (incident,), {}),
-                    ("chain", (), {}),
-                    ("chain", (incident, incident), {}),
-                ]
-            ),
-        )
-    )
-    def check(case):
-        method, args, kwargs = case
-        outcome, answer = call(rpc.escalation, method, args, kwargs)
-        if method in ("escalate", "assign_down"):
-            assert outcome == "refused", f"{method}{_short(args, kwargs)} moved command"
-        assert state() == before
+    with ExitStack() as stack:
+        proxies = {"admin": rpc}
+        for name, claims in ESCALATION_CALLERS.items():
+            if name != "admin":
+                proxies[name] = stack.enter_context(rpc_as(sub=f"op-{name}", **claims))
 
-    check()
-    moved = rpc.escalation.escalate(incident, "op-1", "现场需要上级支援", DONGSHAN)
-    assert moved["to_center"] == COUNTY
+        @HOSTILE
+        @given(
+            case=st.one_of(
+                hostile_escalation_call(incident),
+                st.sampled_from(
+                    [
+                        ("admin", "escalate", (incident,), {}),
+                        ("admin", "escalate", (incident, "op", "r"), {}),  # no operator now
+                        ("admin", "escalate", (incident, "r"), {"center": DONGSHAN}),  # nor center
+                        ("admin", "escalate", (incident, "r"), {"centre": DONGSHAN}),
+                        ("admin", "assign_down", (incident,), {}),
+                        ("admin", "assign_down", (incident, YUJIN, "op"), {}),
+                        ("admin", "chain", (), {}),
+                        ("admin", "chain", (incident, incident), {}),
+                    ]
+                ),
+            )
+        )
+        def check(case):
+            caller, method, args, kwargs = case
+            outcome, answer = call(proxies[caller].escalation, method, args, kwargs)
+            if method in ("escalate", "assign_down"):
+                assert outcome == "refused", (
+                    f"{caller}: {method}{_short(args, kwargs)} moved command"
+                )
+            assert state() == before
+
+        check()
+    with rpc_as("center", "值班员-张", center=DONGSHAN) as town:
+        moved = town.escalation.escalate(incident, "现场需要上级支援")
+    assert moved["to_center"] == COUNTY and moved["operator"] == "值班员-张"
 
 
 # -- assessment -----------------------------------------------------------------
@@ -497,13 +515,14 @@ KNOWN_HOSTILE_CALLS = [
     ("NUL id", "intake", "get_incident", ("\x00",), {}),
     ("100k-character id", "intake", "get_incident", ("x" * 100_000,), {}),
     ("surrogate id", "dispatch", "get_order", ("\ud800",), {}),
-    ("surrogate operator", "dispatch", "accept", ("{order}", "op\ud800"), {}),
-    ("surrogate reason", "dispatch", "return_order", ("{order}", "op", "原因\udc00"), {}),
+    ("surrogate id", "dispatch", "accept", ("\ud800",), {}),
+    ("surrogate reason", "dispatch", "return_order", ("{order}", "原因\udc00"), {}),
     ("surrogate center filter", "dispatch", "list_orders", (None, "\ud800"), {}),
-    ("missing operator", "dispatch", "accept", ("{order}",), {}),
-    ("an extra keyword", "dispatch", "accept", ("{order}", "op"), {"force": True}),
-    ("missing reason", "escalation", "escalate", ("{incident}", "op"), {}),
-    ("an extra keyword", "escalation", "assign_down", ("{incident}", YUJIN, "op"), {"urgent": 1}),
+    ("an operator, now the token's", "dispatch", "accept", ("{order}", "op"), {}),
+    ("an extra keyword", "dispatch", "accept", ("{order}",), {"force": True}),
+    ("missing reason", "escalation", "escalate", ("{incident}",), {}),
+    ("a center, now the token's", "escalation", "escalate", ("{incident}", "r"), {"center": CITY}),
+    ("an extra keyword", "escalation", "assign_down", ("{incident}", YUJIN), {"urgent": 1}),
     ("surrogate id", "assessment", "record_satisfaction", ("\ud800", "satisfied", "op"), {}),
     ("missing operator", "assessment", "record_satisfaction", ("{incident}", "satisfied"), {}),
     (

@@ -160,23 +160,27 @@ def test_two_instances_of_every_service_move_each_incident_once(run_services, na
             assert len(orders) == 2 + 2 * steps
 
 
-def test_a_county_hands_an_incident_down_and_the_towns_units_get_orders(run_services, rpc):
+def test_a_county_hands_an_incident_down_and_the_towns_units_get_orders(run_services, rpc, rpc_as):
     run_services(*SERVICES)
-    incident = rpc.intake.submit_report(
-        report(category="mass.gathering", channel="center", center=QIANWEI)
-    )["incident_id"]
+    with rpc_as("center", "县值班员", center=QIANWEI) as county:
+        incident = county.intake.submit_report(report(category="mass.gathering", channel="center"))[
+            "incident_id"
+        ]
     orders_at(rpc, incident, QIANWEI, 2)
     wait_for(lambda: in_command(rpc, incident) == QIANWEI)
 
+    with rpc_as("center", "值班员-张", center=DONGSHAN) as town:
+        with pytest.raises(RemoteError) as error:
+            town.escalation.assign_down(incident, DONGSHAN)
+        assert error.value.exc_type == "Forbidden"
     with pytest.raises(RemoteError) as error:
-        rpc.escalation.assign_down(incident, DONGSHAN, "县值班员", center=DONGSHAN)
-    assert error.value.exc_type == "Forbidden"
-    with pytest.raises(RemoteError) as error:
-        rpc.escalation.assign_down(incident, CITY, "县值班员")
+        rpc.escalation.assign_down(incident, CITY)
     assert error.value.exc_type == "ValidationError"
 
-    step = rpc.escalation.assign_down(incident, DONGSHAN, "县值班员", center=QIANWEI)
+    with rpc_as("center", "县值班员", center=QIANWEI) as county:
+        step = county.escalation.assign_down(incident, DONGSHAN)
     assert (step["reason"], step["to_center"]) == ("assign_down", DONGSHAN)
+    assert step["operator"] == "县值班员"
     town = orders_at(rpc, incident, DONGSHAN, 2)
     assert sorted(o["department"] for o in town) == ["dongshan-governance", "dongshan-police"]
     wait_for(lambda: rpc.intake.get_incident(incident)["center"] == DONGSHAN)

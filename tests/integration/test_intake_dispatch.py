@@ -105,33 +105,35 @@ def test_unknown_ids_are_not_found(run_services, rpc):
     for call in (
         lambda: rpc.intake.get_incident("nope"),
         lambda: rpc.dispatch.get_order("nope"),
-        lambda: rpc.dispatch.accept("nope", "op-1"),
+        lambda: rpc.dispatch.accept("nope"),
     ):
         with pytest.raises(RemoteError) as error:
             call()
         assert error.value.exc_type == "NotFound"
 
 
-def test_an_order_is_tracked_from_acceptance_to_completion(run_services, rpc, tap):
+def test_an_order_is_tracked_from_acceptance_to_completion(run_services, rpc, rpc_as, tap):
     run_services(IntakeService, DispatchService)
     events = tap("dispatch")
     incident = rpc.intake.submit_report(report())["incident_id"]
     [order] = orders_of(rpc, incident, 1)
     oid = order["order_id"]
+    unit = {"center": order["center"], "department": order["department"]}
 
-    with pytest.raises(RemoteError) as error:
-        rpc.dispatch.arrive(oid, "op-water")
-    assert error.value.exc_type == "InvalidTransition"
+    with rpc_as("department", "op-water", **unit) as water:
+        with pytest.raises(RemoteError) as error:
+            water.dispatch.arrive(oid)
+        assert error.value.exc_type == "InvalidTransition"
 
-    assert rpc.dispatch.accept(oid, "op-water")["status"] == "accepted"
-    assert rpc.dispatch.arrive(oid, "op-water")["status"] == "on_scene"
-    assert rpc.dispatch.report(oid, "op-water", "阀门已关闭")["status"] == "on_scene"
-    done = rpc.dispatch.complete(oid, "op-water", "管道已修复")
-    assert done["status"] == "completed" and done["completed_at"]
+        assert water.dispatch.accept(oid)["status"] == "accepted"
+        assert water.dispatch.arrive(oid)["status"] == "on_scene"
+        assert water.dispatch.report(oid, "阀门已关闭")["status"] == "on_scene"
+        done = water.dispatch.complete(oid, "管道已修复")
+        assert done["status"] == "completed" and done["completed_at"]
 
-    with pytest.raises(RemoteError) as error:
-        rpc.dispatch.accept(oid, "op-water")
-    assert error.value.exc_type == "InvalidTransition"
+        with pytest.raises(RemoteError) as error:
+            water.dispatch.accept(oid)
+        assert error.value.exc_type == "InvalidTransition"
 
     history = rpc.dispatch.get_order(oid)["history"]
     assert [h["action"] for h in history] == ["dispatch", "accept", "arrive", "report", "complete"]
@@ -153,7 +155,7 @@ def test_a_returned_order_goes_to_the_next_competent_unit_then_reports_all_retur
     events = tap("dispatch", "order_returned")
     incident = rpc.intake.submit_report(report(category="building.illegal"))["incident_id"]
     first = next(o for o in orders_of(rpc, incident, 1) if o["role"] == "lead")
-    returned = rpc.dispatch.return_order(first["order_id"], "op-1", "不属于本单位职责")
+    returned = rpc.dispatch.return_order(first["order_id"], "不属于本单位职责")
     assert returned["status"] == "returned" and returned["returns"] == 1
 
     second = wait_for(
@@ -164,7 +166,7 @@ def test_a_returned_order_goes_to_the_next_competent_unit_then_reports_all_retur
         ]
     )[0]
     assert second["department"] != first["department"] and second["replaces"] == first["order_id"]
-    rpc.dispatch.return_order(second["order_id"], "op-2", "也不归我们")
+    rpc.dispatch.return_order(second["order_id"], "也不归我们")
 
     wait_for(lambda: len(events.drain() and events.of_type("order_returned")) == 2)
     first_event, last_event = events.of_type("order_returned")
@@ -177,10 +179,10 @@ def test_bad_lifecycle_arguments_are_validation_errors(run_services, rpc):
     incident = rpc.intake.submit_report(report())["incident_id"]
     [order] = orders_of(rpc, incident, 1)
     for call in (
-        lambda: rpc.dispatch.accept(order["order_id"], ""),
-        lambda: rpc.dispatch.report(order["order_id"], "op", None),
+        lambda: rpc.dispatch.accept(""),
+        lambda: rpc.dispatch.report(order["order_id"], None),
         lambda: rpc.dispatch.list_orders(status="lost"),
-        lambda: rpc.dispatch.request_reinforcement(order["order_id"], "op", "more", crowd_size=-1),
+        lambda: rpc.dispatch.request_reinforcement(order["order_id"], "more", crowd_size=-1),
     ):
         with pytest.raises(RemoteError) as error:
             call()

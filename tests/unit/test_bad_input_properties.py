@@ -32,6 +32,7 @@ from services.dispatch.service import DispatchService
 from services.intake.domain import incident_from_report
 from services.intake.models import Incident
 from services.intake.schemas import CHANNELS, GRADES, PHONE, REQUEST_TYPES, ReportSchema
+from shared.auth import Caller
 from shared.db import Database, Store
 from shared.dependencies import validated
 from shared.errors import Forbidden, InvalidTransition, NotFound, ValidationError
@@ -46,6 +47,7 @@ from shared.network import (
     parse_network,
 )
 from tests.conftest import sample_network
+from tests.support.databases import migrated_sqlite
 from tests.support.reports import DONGSHAN, report
 
 NETWORK = load_network()
@@ -663,11 +665,14 @@ def dispatch(tmp_path):
     database = Database(DispatchBase.metadata, dispatch_outbox, dispatch_processed)
     database.container = SimpleNamespace(
         service_name="dispatch",
-        config={"DATABASE_URLS": {"dispatch": f"sqlite:///{tmp_path / 'dispatch.db'}"}},
+        config={
+            "DATABASE_URLS": {"dispatch": migrated_sqlite(tmp_path / "dispatch.db", "dispatch")}
+        },
     )
     database.setup()
     database.start()
     service = worker_factory(DispatchService, db=Store(database), network=NETWORK)
+    service.auth.return_value = Caller(sub="admin-1", kind="admin")  # `api` asks `auth`
     now = utcnow()
     service.on_incident_received(
         make_event(
@@ -702,17 +707,18 @@ def dispatch_state(database) -> tuple:
         )
 
 
-# Each call's arguments, in order, and the longest string each text argument takes.
+# Each call's arguments, in order, and the longest string each text argument takes
+# (the actor is the caller's token subject, not an argument).
 DISPATCH_CALLS = {
     "get_order": ["order_id"],
-    "accept": ["order_id", "operator"],
-    "arrive": ["order_id", "operator"],
-    "report": ["order_id", "operator", "note"],
-    "complete": ["order_id", "operator", "result"],
-    "request_reinforcement": ["order_id", "operator", "reason", "crowd_size"],
-    "return_order": ["order_id", "operator", "reason"],
+    "accept": ["order_id"],
+    "arrive": ["order_id"],
+    "report": ["order_id", "note"],
+    "complete": ["order_id", "result"],
+    "request_reinforcement": ["order_id", "reason", "crowd_size"],
+    "return_order": ["order_id", "reason"],
 }
-TEXT_LIMITS = {"order_id": 64, "operator": 64, "note": 4000, "result": 4000, "reason": 2000}
+TEXT_LIMITS = {"order_id": 64, "note": 4000, "result": 4000, "reason": 2000}
 LIST_FILTERS = ("incident_id", "center", "department", "status", "limit")
 
 
@@ -739,7 +745,6 @@ def bad_argument(name: str) -> st.SearchStrategy:
 def any_argument(name: str, order_id: str) -> st.SearchStrategy:
     valid = {
         "order_id": order_id,
-        "operator": "op-1",
         "note": "阀门已关闭",
         "result": "管道已修复",
         "reason": "人手不足",
@@ -791,6 +796,15 @@ def hostile_list_filters(draw):
 
 
 REFUSALS = (ValidationError, NotFound, InvalidTransition, Forbidden)
+# Each act on an order with valid arguments after the order's id.
+VALID_ACTS = {
+    "accept": [],
+    "arrive": [],
+    "report": ["阀门已关闭"],
+    "complete": ["管道已修复"],
+    "request_reinforcement": ["人手不足", 30],
+    "return_order": ["不属于本单位职责"],
+}
 
 
 @settings(
@@ -827,13 +841,25 @@ def test_list_orders_refuses_bad_filters(dispatch, filters):
     "method, args",
     [
         pytest.param("get_order", ["\ud800"], id="get_order-surrogate-id"),
-        pytest.param("accept", ["{order}", "op-\ud800"], id="accept-surrogate-operator"),
-        pytest.param("return_order", ["{order}", "op", "原因\udc00"], id="return-surrogate-reason"),
+        pytest.param("accept", ["{order}\ud800"], id="accept-surrogate-id"),
+        pytest.param("return_order", ["{order}", "原因\udc00"], id="return-surrogate-reason"),
     ],
 )
 def test_known_bad_dispatch_arguments_are_refused(dispatch, method, args):
     before = dispatch_state(dispatch.database)
     args = [a.replace("{order}", dispatch.order["order_id"]) for a in args]
     with pytest.raises(REFUSALS):
+        getattr(dispatch.service, method)(*args)
+    assert dispatch_state(dispatch.database) == before
+
+
+@pytest.mark.parametrize("method, args", [(m, ["{order}", *a]) for m, a in VALID_ACTS.items()])
+def test_another_departments_order_is_forbidden_and_unchanged(dispatch, method, args):
+    before = dispatch_state(dispatch.database)
+    dispatch.service.auth.return_value = Caller(
+        sub="治安-赵", kind="department", center=DONGSHAN, department="dongshan-police"
+    )
+    args = [dispatch.order["order_id"] if a == "{order}" else a for a in args]
+    with pytest.raises(Forbidden):
         getattr(dispatch.service, method)(*args)
     assert dispatch_state(dispatch.database) == before

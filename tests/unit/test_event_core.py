@@ -210,6 +210,8 @@ def test_service_shells_stay_small():
 
 def test_no_function_above_sixty_lines():
     for path in python_files("services", "shared"):
+        if "versions" in path.parts:  # a migration revision lists a whole schema, as data
+            continue
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):

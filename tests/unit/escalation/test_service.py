@@ -12,16 +12,24 @@ from sqlalchemy import select
 
 from services.escalation.models import Base, WatchedOrder, outbox, processed_events
 from services.escalation.service import EscalationService
+from shared.auth import Caller
 from shared.db import Database, Store
 from shared.errors import Forbidden, NotFound, RetryLater, ValidationError
 from shared.events import InvalidEvent, make_event, utcnow
 from shared.network import load_network
+from tests.support.databases import migrated_sqlite
 
 CITY = "511100"
 QIANWEI = "511123"
 DONGSHAN = "511123101"
 YUJIN = "511123102"
 XIAOGU = "511123103"
+LICHANG = "511129102"  # a town of another county (沐川县)
+
+ADMIN = Caller(sub="admin-1", kind="admin")
+TOWN_DUTY = Caller(sub="值班员-张", kind="center", center=DONGSHAN)
+COUNTY_DUTY = Caller(sub="县值班员", kind="center", center=QIANWEI)
+CITY_DUTY = Caller(sub="市值班员", kind="center", center=CITY)
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +42,7 @@ def database(tmp_path):
     db = Database(Base.metadata, outbox, processed_events)
     db.container = SimpleNamespace(
         service_name="escalation",
-        config={"DATABASE_URLS": {"escalation": f"sqlite:///{tmp_path / 'escalation.db'}"}},
+        config={"DATABASE_URLS": {"escalation": migrated_sqlite(tmp_path / "db", "escalation")}},
     )
     db.setup()
     db.start()
@@ -46,7 +54,14 @@ def database(tmp_path):
 def service(database, network):
     from nameko.testing.services import worker_factory
 
-    return worker_factory(EscalationService, db=Store(database), network=network)
+    worker = worker_factory(EscalationService, db=Store(database), network=network)
+    return acting_as(worker, ADMIN)
+
+
+def acting_as(service, caller: Caller):
+    """The caller the worker's next RPCs run for: `api` asks `auth` for it."""
+    service.auth.return_value = caller
+    return service
 
 
 def announced(database) -> list[dict]:
@@ -346,14 +361,15 @@ def test_a_returned_orders_deadlines_no_longer_count(service, network):
 
 def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
     service.on_orders_dispatched(received())
-    step = service.escalate("inc-1", "值班员-张", "现场失控", center=DONGSHAN)
+    step = acting_as(service, TOWN_DUTY).escalate("inc-1", "现场失控")
     assert step["reason"] == "manual" and step["to_center"] == QIANWEI
     assert step["operator"] == "值班员-张" and step["detail"] == "现场失控"
     with pytest.raises(Forbidden):
-        service.escalate("inc-1", "值班员-张", "再次上报", center=DONGSHAN)  # double click
-    down = service.assign_down("inc-1", DONGSHAN, "县值班员", center=QIANWEI)
+        service.escalate("inc-1", "再次上报")  # double click
+    down = acting_as(service, COUNTY_DUTY).assign_down("inc-1", DONGSHAN)
     assert down["reason"] == "assign_down" and down["to_center"] == DONGSHAN
-    service.escalate("inc-1", "值班员-张", "又失控了", center=DONGSHAN)  # may repeat
+    assert down["operator"] == "县值班员"
+    acting_as(service, TOWN_DUTY).escalate("inc-1", "又失控了")  # may repeat
     assert steps(service) == [
         ("manual", DONGSHAN, QIANWEI),
         ("assign_down", QIANWEI, DONGSHAN),
@@ -361,6 +377,7 @@ def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
     ]
     kinds = [e["event_type"] for e in announced(database)]
     assert kinds == ["incident_escalated", "incident_assigned_down", "incident_escalated"]
+    assert [e["operator"] for e in announced(database)] == ["值班员-张", "县值班员", "值班员-张"]
     times = [m["at"] for m in service.chain("inc-1")]
     assert times == sorted(times) and len(set(times)) == 3
 
@@ -368,30 +385,60 @@ def test_an_operator_escalates_and_a_county_hands_back_down(service, database):
 def test_escalating_at_the_city_is_refused_with_a_clear_message(service):
     service.on_orders_dispatched(received(crowd_size=500))
     with pytest.raises(ValidationError) as error:
-        service.escalate("inc-1", "op", "why")
+        service.escalate("inc-1", "why")
     assert "no parent" in str(error.value)
 
 
 def test_assign_down_outside_the_center_in_command_is_forbidden_or_invalid(service):
     service.on_orders_dispatched(received(center=QIANWEI, town=DONGSHAN))
     with pytest.raises(ValidationError):
-        service.assign_down("inc-1", QIANWEI, "op")
+        service.assign_down("inc-1", QIANWEI)
     with pytest.raises(Forbidden):
-        service.assign_down("inc-1", "511129102", "op")  # a town of another county
+        service.assign_down("inc-1", LICHANG)  # a town of another county
     with pytest.raises(Forbidden):
-        service.assign_down("inc-1", DONGSHAN, "op", center=CITY)
-    assert steps(service) == []
+        acting_as(service, CITY_DUTY).assign_down("inc-1", DONGSHAN)  # not in command
+    with pytest.raises(Forbidden):
+        acting_as(service, TOWN_DUTY).escalate("inc-1", "越级")  # not in command either
+    assert steps(acting_as(service, ADMIN)) == []
+
+
+@pytest.mark.parametrize(
+    "caller",
+    [
+        Caller(sub="水务-李", kind="department", center=QIANWEI, department="qianwei-water"),
+        Caller(sub="审计-周", kind="auditor", center=QIANWEI),
+        Caller(sub="12345", kind="platform", source_systems=frozenset({"12345-hotline"})),
+    ],
+    ids=lambda caller: caller.kind,
+)
+def test_only_a_center_or_an_admin_moves_command(service, database, caller):
+    service.on_orders_dispatched(received(center=QIANWEI, town=DONGSHAN))
+    acting_as(service, caller)
+    with pytest.raises(Forbidden):
+        service.escalate("inc-1", "现场失控")
+    with pytest.raises(Forbidden):
+        service.assign_down("inc-1", DONGSHAN)
+    assert steps(acting_as(service, ADMIN)) == [] and announced(database) == []
+
+
+def test_a_center_of_another_county_may_not_read_the_chain(service):
+    service.on_orders_dispatched(received(crowd_size=150))
+    muchuan = Caller(sub="沐川值班员", kind="center", center="511129")
+    with pytest.raises(Forbidden):
+        acting_as(service, muchuan).chain("inc-1")
+    assert [m["to_center"] for m in acting_as(service, COUNTY_DUTY).chain("inc-1")] == [QIANWEI]
+    assert acting_as(service, TOWN_DUTY).command("inc-1")["center"] == QIANWEI
 
 
 @pytest.mark.parametrize(
     ("call", "field"),
     [
-        (lambda s: s.escalate("", "op", "why"), "incident_id"),
-        (lambda s: s.escalate("inc-1", "op\x00", "why"), "operator"),
-        (lambda s: s.escalate("inc-1", "op", "x" * 2001), "reason"),
-        (lambda s: s.escalate("inc-1", "op", "why", center="nowhere"), "center"),
-        (lambda s: s.assign_down("inc-1", 42, "op"), "to_center"),
-        (lambda s: s.assign_down("inc-1", DONGSHAN, None), "operator"),
+        (lambda s: s.escalate("", "why"), "incident_id"),
+        (lambda s: s.escalate("inc-1", "why\x00"), "reason"),
+        (lambda s: s.escalate("inc-1", "x" * 2001), "reason"),
+        (lambda s: s.escalate("inc-1", None), "reason"),
+        (lambda s: s.assign_down("inc-1", 42), "to_center"),
+        (lambda s: s.assign_down("inc-1", "nowhere"), "to_center"),
         (lambda s: s.chain(None), "incident_id"),
     ],
 )
@@ -405,8 +452,8 @@ def test_bad_arguments_are_validation_errors_naming_the_field(service, call, fie
 def test_an_unknown_incident_is_not_found(service):
     for call in (
         lambda: service.chain("nope"),
-        lambda: service.escalate("nope", "op", "why"),
-        lambda: service.assign_down("nope", DONGSHAN, "op"),
+        lambda: service.escalate("nope", "why"),
+        lambda: service.assign_down("nope", DONGSHAN),
     ):
         with pytest.raises(NotFound):
             call()
