@@ -393,3 +393,44 @@ def _tail(node: Node, lines: int = 30) -> str:
         return "\n".join(node.log_file.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def main() -> None:
+    """`scripts/cluster`: a cluster in the foreground until Ctrl-C or SIGTERM."""
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    started = time.monotonic()
+    print("starting a three-node RabbitMQ cluster on 127.0.0.1 ...", flush=True)
+    cluster = RabbitCluster()
+    try:
+        cluster.up()
+        print(f"up in {time.monotonic() - started:.1f} s; data and logs in {cluster.root}\n")
+        for node in cluster.nodes:
+            print(
+                f"  {node.name}  amqp 127.0.0.1:{node.amqp_port}  "
+                f"management {node.management_url} (guest/guest)  "
+                f"prometheus http://127.0.0.1:{node.prometheus_port}/metrics"
+            )
+        print(
+            "\nIn another shell (kombu tries the nodes in turn, and the next one when a "
+            "connection fails):\n"
+            f"  export AMQP_URI='{cluster.amqp_uri}'\n"
+            "  export LINKAGE_QUEUE_TYPE=quorum\n"
+            f"  rabbitmqctl -n {cluster.nodes[0].name} cluster_status\n"
+            "\nCtrl-C stops the nodes and removes their folder.",
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        cluster.stop()  # again if up() stopped it: a Ctrl-C may have cut that short
+    print("\nstopped; folder removed", flush=True)
+
+
+if __name__ == "__main__":
+    main()
