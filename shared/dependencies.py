@@ -6,15 +6,17 @@ import functools
 import inspect
 import logging
 
+from kombu import Queue
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc, RpcConsumer
+from nameko.rpc import RPC_QUEUE_TEMPLATE, Rpc, RpcConsumer, get_rpc_exchange
 
 from shared.db import retrying
 from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
+from shared.messaging import queue_arguments
 from shared.network import Network, load_network
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,23 @@ class ResilientRpcConsumer(RpcConsumer):
     caller's connection, which the restart closed too, so nobody is waiting
     for it: log and carry on. The request was not acked, so the broker
     delivers it again and the caller, retrying, gets its answer (submissions
-    are idempotent on source and external id)."""
+    are idempotent on source and external id).
+
+    Its queue, `rpc-<service>`, is nameko's with the configured queue type:
+    a quorum queue in a cluster, so that losing one node does not make the
+    service unreachable (nameko's own is always classic, living on one node)."""
+
+    def setup(self) -> None:
+        if self.queue is None:
+            service = self.container.service_name
+            self.queue = Queue(
+                RPC_QUEUE_TEMPLATE.format(service),
+                exchange=get_rpc_exchange(self.container.config),
+                routing_key=f"{service}.*",
+                durable=True,
+                queue_arguments=queue_arguments(),
+            )
+        super().setup()
 
     def handle_result(self, message, result, exc_info):
         try:
