@@ -6,13 +6,12 @@ import functools
 import inspect
 import logging
 
-from kombu import Queue
 from kombu.exceptions import OperationalError as BrokerError
 from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
-from nameko.rpc import RPC_QUEUE_TEMPLATE, Rpc, RpcConsumer, get_rpc_exchange
+from nameko.rpc import Rpc, RpcConsumer
 
 from shared.db import retrying
 from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
@@ -65,16 +64,8 @@ class ResilientRpcConsumer(RpcConsumer):
     service unreachable (nameko's own is always classic, living on one node)."""
 
     def setup(self) -> None:
-        if self.queue is None:
-            service = self.container.service_name
-            self.queue = Queue(
-                RPC_QUEUE_TEMPLATE.format(service),
-                exchange=get_rpc_exchange(self.container.config),
-                routing_key=f"{service}.*",
-                durable=True,
-                queue_arguments=queue_arguments(),
-            )
-        super().setup()
+        super().setup()  # nameko's queue, registered with its queue consumer
+        self.queue.queue_arguments = queue_arguments()  # read when it is declared
 
     def handle_result(self, message, result, exc_info):
         try:
