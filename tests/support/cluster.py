@@ -17,7 +17,9 @@ Start-up: every node boots at once, then nodes 2 and 3 stop their app at
 once and join node 1 one after the other: about 15 s on two CPUs. Stopping kills every node and
 removes the folder: the data is thrown away, so there is nothing to shut down
 gracefully. `stop()` runs whatever happened before it (a failed start, a test
-failure, Ctrl-C), and so does leaving the `with` block.
+failure, Ctrl-C), and so does leaving the `with` block; if the process dies
+without running it (SIGKILL, a runner's timeout), a watchdog process does the
+same.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -107,6 +110,7 @@ class RabbitCluster:
         self.prefix = prefix
         self.root: Path | None = None
         self.nodes: list[Node] = []
+        self._watchdog: subprocess.Popen | None = None
 
     # -- what a test or a person needs --------------------------------------------
 
@@ -181,6 +185,10 @@ class RabbitCluster:
             if self.root is not None:
                 shutil.rmtree(self.root, ignore_errors=True)
                 self.root = None
+            if self._watchdog is not None:
+                self._watchdog.kill()
+                self._watchdog.wait()
+                self._watchdog = None
 
     def kill(self, node: Node) -> None:
         """SIGKILL `node`'s Erlang VM, as a crash or a lost machine would; wait until gone."""
@@ -244,6 +252,15 @@ class RabbitCluster:
                 f"`grep -l RABBITMQ_NODENAME={self.prefix} /proc/*/environ` finds its VMs); "
                 "stop it, or set LINKAGE_CLUSTER_BASE_PORT"
             )
+        # Whatever ends this process (SIGKILL, a test runner's timeout), the
+        # nodes must not outlive it: a process of its own waits for our end
+        # of its stdin to close, then kills them and removes the folder.
+        self._watchdog = subprocess.Popen(
+            [sys.executable, "-I", __file__, "--watchdog", str(self.root)]
+            + [node.name for node in self.nodes],
+            stdin=subprocess.PIPE,
+            start_new_session=True,  # a Ctrl-C in the terminal is for us, not for it
+        )
         for node in self.nodes:
             (node.home / "mnesia").mkdir(parents=True)
             (node.home / "log").mkdir()
@@ -432,5 +449,21 @@ def main() -> None:
     print("\nstopped; folder removed", flush=True)
 
 
+def watchdog(root: str, node_names: list[str]) -> None:
+    """Wait for the starting process to end (stdin closes), then clean up after it."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    sys.stdin.buffer.read()
+    for name in node_names:
+        for pid in _beam_pids(name):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+    shutil.rmtree(root, ignore_errors=True)
+
+
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--watchdog"]:
+        watchdog(sys.argv[2], sys.argv[3:])
+    else:
+        main()
