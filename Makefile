@@ -2,7 +2,7 @@
 PY ?= .venv/bin/python
 PIP ?= .venv/bin/pip
 
-.PHONY: setup run test test-fast lint format chaos bench validate-deploy clean
+.PHONY: setup run test test-fast lint format chaos bench cluster validate-deploy clean
 
 setup: .venv/.installed
 
@@ -35,6 +35,9 @@ chaos: setup
 bench: setup
 	scripts/prepare-services
 	$(PY) -m bench
+
+cluster: setup
+	scripts/cluster
 
 validate-deploy: setup
 	scripts/validate-deploy

@@ -18,6 +18,7 @@ from shared.auth import Caller, auth_secret, authenticate
 from shared.db import retrying
 from shared.errors import EXPECTED, ValidationError, flatten_marshmallow
 from shared.fields import require_text
+from shared.messaging import queue_arguments
 from shared.network import Network, load_network
 from shared.requests import once
 
@@ -76,7 +77,15 @@ class ResilientRpcConsumer(RpcConsumer):
     caller's connection, which the restart closed too, so nobody is waiting
     for it: log and carry on. The request was not acked, so the broker
     delivers it again and the caller, retrying, gets its answer (submissions
-    are idempotent on source and external id)."""
+    are idempotent on source and external id).
+
+    Its queue, `rpc-<service>`, is nameko's with the configured queue type:
+    a quorum queue in a cluster, so that losing one node does not make the
+    service unreachable (nameko's own is always classic, living on one node)."""
+
+    def setup(self) -> None:
+        super().setup()  # nameko's queue, registered with its queue consumer
+        self.queue.queue_arguments = queue_arguments()  # read when it is declared
 
     def handle_result(self, message, result, exc_info):
         try:

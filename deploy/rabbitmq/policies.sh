@@ -6,12 +6,13 @@
 #
 # Queue types are chosen when a queue is declared, never by a policy. The
 # services declare every event queue (evt-<source>-<event>--<service>.<handler>)
-# durable, with x-queue-type taken from LINKAGE_QUEUE_TYPE: set it to `quorum`
-# on every instance in production (docker-compose.yml and deploy/k8s/ do).
+# and their RPC queues (rpc-<service>) durable, with x-queue-type taken from
+# LINKAGE_QUEUE_TYPE: set it to `quorum` on every instance in production
+# (docker-compose.yml and deploy/k8s/ do).
 # A queue keeps its type for life: to move a running deployment from classic
-# to quorum queues, stop every service, let the evt-* queues drain, delete
-# them, then start the services with LINKAGE_QUEUE_TYPE=quorum (they declare
-# them again at start). Quorum queues are replicated by Raft (on up to 3 nodes
+# to quorum queues, stop every service, let the evt-* and rpc-* queues drain,
+# delete them, then start the services with LINKAGE_QUEUE_TYPE=quorum (they
+# declare them again at start). Quorum queues are replicated by Raft (on up to 3 nodes
 # by default), so no ha-mode (classic mirroring) policy is wanted.
 #
 # Only one policy applies to a queue (the highest priority among those whose

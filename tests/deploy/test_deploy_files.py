@@ -4,8 +4,10 @@ Every PromQL expression in a dashboard or an alert may name only series that
 exist: the project's own metric objects (imported, not copied) plus the
 rabbitmq_prometheus families of RabbitMQ 3.10 and later. promtool checks the
 Prometheus files and runs the alert unit tests (tests/deploy/alerts_test.yml);
-kubernetes-validate checks the manifests; docker-compose, when installed,
-checks docker-compose.yml.
+kubernetes-validate checks the manifests, except the custom resources of the
+operators (KEDA, RabbitMQ) it has no schema for: those are checked against
+the fields their CRDs require (CUSTOM_RESOURCES); docker-compose, when
+installed, checks docker-compose.yml.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib
 import json
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,6 +25,7 @@ import yaml
 from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
+from services import topology
 from shared.config import DEFAULT_METRICS_PORTS, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -34,6 +38,7 @@ GRAFANA = DEPLOY / "grafana"
 DASHBOARD_NAMES = ("linkage-overview.json", "department-assessment.json", "platform-health.json")
 DASHBOARDS = tuple(GRAFANA / "dashboards" / name for name in DASHBOARD_NAMES)
 K8S = DEPLOY / "k8s"
+RABBITMQ_DIR = DEPLOY / "rabbitmq"
 COMPOSE = ROOT / "docker-compose.yml"
 
 METRIC_MODULES = (
@@ -241,9 +246,96 @@ def kubernetes_validate():
         )
 
 
+# Custom resources kubernetes-validate knows no schema for, with what their
+# CRDs require (KEDA 2.x keda.sh_scaledobjects/triggerauthentications; RabbitMQ
+# Cluster Operator rabbitmqclusters, Messaging Topology Operator policies):
+# dotted path -> type. A path through a list ("triggers[]") applies to every item.
+CUSTOM_RESOURCES: dict[tuple[str, str], dict[str, type]] = {
+    ("keda.sh/v1alpha1", "ScaledObject"): {
+        "spec.scaleTargetRef.name": str,
+        "spec.triggers": list,
+        "spec.triggers[].type": str,
+        "spec.triggers[].metadata": dict,
+    },
+    ("keda.sh/v1alpha1", "TriggerAuthentication"): {
+        "spec.secretTargetRef": list,
+        "spec.secretTargetRef[].parameter": str,
+        "spec.secretTargetRef[].name": str,
+        "spec.secretTargetRef[].key": str,
+    },
+    ("rabbitmq.com/v1beta1", "RabbitmqCluster"): {"spec": dict},
+    ("rabbitmq.com/v1beta1", "Policy"): {
+        "spec.name": str,
+        "spec.pattern": str,
+        "spec.definition": dict,
+        "spec.rabbitmqClusterReference.name": str,
+    },
+}
+# Optional fields whose values the CRDs restrict.
+CUSTOM_RESOURCE_ENUMS: dict[tuple[str, str], dict[str, set]] = {
+    ("rabbitmq.com/v1beta1", "Policy"): {
+        "spec.applyTo": {"queues", "classic_queues", "quorum_queues", "exchanges", "all"}
+    },
+}
+
+
+def _values_at(doc, path: str) -> list:
+    """The values at a dotted `path`; `[]` after a key steps into each list item.
+    A missing key or a list where a mapping should be yields `_MISSING`."""
+    values = [doc]
+    for part in path.split("."):
+        key, each = (part[:-2], True) if part.endswith("[]") else (part, False)
+        stepped = []
+        for value in values:
+            found = value.get(key, _MISSING) if isinstance(value, dict) else _MISSING
+            if each and isinstance(found, list):
+                stepped.extend(found)
+            else:
+                stepped.append(found)
+        values = stepped
+    return values
+
+
+_MISSING = object()
+
+
+def custom_resource_errors(doc: dict) -> list[str]:
+    """What a custom resource lacks or gets wrong by its CRD's required fields."""
+    key = (doc.get("apiVersion"), doc.get("kind"))
+    if key not in CUSTOM_RESOURCES:
+        return [f"unknown kind {key[1]} of {key[0]}"]
+    errors = []
+    name = doc.get("metadata", {}).get("name")
+    if not isinstance(name, str) or not name:
+        errors.append("metadata.name is required")
+    for path, kind in CUSTOM_RESOURCES[key].items():
+        for value in _values_at(doc, path):
+            if value is _MISSING:
+                errors.append(f"{path} is required")
+            elif not isinstance(value, kind):
+                errors.append(f"{path} must be a {kind.__name__}, not {value!r}")
+    for path, allowed in CUSTOM_RESOURCE_ENUMS.get(key, {}).items():
+        for value in _values_at(doc, path):
+            if value is not _MISSING and value not in allowed:
+                errors.append(f"{path}: {value!r} is not one of {sorted(allowed)}")
+    return errors
+
+
+def is_custom_resource(doc: dict) -> bool:
+    """Kubernetes' own API groups are "" (core), dotless (apps) or *.k8s.io."""
+    group = doc.get("apiVersion", "").rpartition("/")[0]
+    return "." in group and not group.endswith(".k8s.io")
+
+
 def _validate_k8s(documents: list[tuple[str, dict]]) -> list[str]:
     kv = kubernetes_validate()
-    errors = []
+    errors = [
+        f"{where} {doc.get('kind')}/{doc.get('metadata', {}).get('name')}: {error}"
+        for where, doc in documents
+        if is_custom_resource(doc)
+        for error in custom_resource_errors(doc)
+    ]
+    documents = [(where, doc) for where, doc in documents if not is_custom_resource(doc)]
     for version in ("1.25.0", kv.latest_version()):
         for where, doc in documents:
             try:
@@ -762,3 +854,159 @@ def test_each_deployment_migrates_its_database_before_its_service_starts(name):
     init_env = {e["name"]: e for e in init["env"]}
     assert init_env[url] == {e["name"]: e for e in container["env"]}[url]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
+
+# -- Kubernetes: the operators' custom resources (issue 15) ---------------------------
+
+
+def custom_resources(kind: str) -> list[dict]:
+    return [
+        doc
+        for path in k8s_manifests()
+        for doc in load_yaml_documents(path)
+        if doc["kind"] == kind and is_custom_resource(doc)
+    ]
+
+
+def test_the_custom_resource_check_finds_what_a_crd_would_refuse():
+    scaled = {
+        "apiVersion": "keda.sh/v1alpha1",
+        "kind": "ScaledObject",
+        "metadata": {"name": "x"},
+        "spec": {"scaleTargetRef": {}, "triggers": [{"type": "rabbitmq"}]},
+    }
+    assert custom_resource_errors(scaled) == [
+        "spec.scaleTargetRef.name is required",
+        "spec.triggers[].metadata is required",
+    ]
+    policy = {
+        "apiVersion": "rabbitmq.com/v1beta1",
+        "kind": "Policy",
+        "metadata": {"name": "p"},
+        "spec": {"name": "p", "pattern": "^x", "definition": "{}", "applyTo": "queue"},
+    }
+    assert custom_resource_errors(policy) == [
+        "spec.definition must be a dict, not '{}'",
+        "spec.rabbitmqClusterReference.name is required",
+        "spec.applyTo: 'queue' is not one of ['all', 'classic_queues', 'exchanges', "
+        "'queues', 'quorum_queues']",
+    ]
+    assert custom_resource_errors({"apiVersion": "example.com/v1", "kind": "Thing"})[0] == (
+        "unknown kind Thing of example.com/v1"
+    )
+    assert not is_custom_resource({"apiVersion": "networking.k8s.io/v1"})
+    assert not is_custom_resource({"apiVersion": "apps/v1"})
+
+
+def test_kustomization_deploys_the_rabbitmq_cluster_and_the_autoscaling():
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert {"rabbitmq.yaml", "keda.yaml"} <= set(kustomization["resources"])
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_each_service_scales_on_the_backlog_of_its_own_queues(name):
+    scaled = {doc["metadata"]["name"]: doc for doc in custom_resources("ScaledObject")}
+    spec = scaled[name]["spec"]
+    assert spec["scaleTargetRef"] == {"name": name}
+    deployment = next(
+        doc for doc in load_yaml_documents(K8S / f"{name}.yaml") if doc["kind"] == "Deployment"
+    )
+    assert deployment["metadata"]["name"] == name
+    # two instances at least, as the contract runs every service (section 1)
+    assert 2 <= spec["minReplicaCount"] < spec["maxReplicaCount"]
+    [trigger] = spec["triggers"]
+    assert trigger["type"] == "rabbitmq"
+    metadata = trigger["metadata"]
+    assert metadata["mode"] == "QueueLength" and float(metadata["value"]) > 0
+    # KEDA matches queue names by regex only through the management API
+    assert (metadata["useRegex"], metadata["protocol"], metadata["operation"]) == (
+        "true",
+        "http",
+        "sum",
+    )
+    pattern = re.compile(metadata["queueName"])
+    own = [f"rpc-{name}"] + [s.queue for s in topology() if s.service == name]
+    others = [f"rpc-{other}" for other in SERVICES if other != name] + [
+        s.queue for s in topology() if s.service != name
+    ]
+    assert [q for q in own if not pattern.search(q)] == []
+    assert [q for q in others + ["linkage.dead-letter"] if pattern.search(q)] == []
+
+    [auth] = custom_resources("TriggerAuthentication")
+    assert trigger["authenticationRef"] == {"name": auth["metadata"]["name"]}
+    secret = load_yaml_documents(K8S / "secret.example.yaml")[0]
+    for ref in auth["spec"]["secretTargetRef"]:
+        assert ref["name"] == secret["metadata"]["name"]
+        assert secret["stringData"][ref["key"]].startswith(("http://", "https://"))
+
+
+def _conf_settings(text: str) -> dict[str, str]:
+    settings = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            settings[key.strip()] = value.strip()
+    return settings
+
+
+def test_the_rabbitmq_cluster_has_three_nodes_with_deploy_rabbitmq_settings():
+    [cluster] = custom_resources("RabbitmqCluster")
+    spec = cluster["spec"]
+    assert spec["replicas"] == 3
+    # the operator owns the listeners; every other setting is carried over
+    wanted = {
+        key: value
+        for key, value in _conf_settings(
+            (RABBITMQ_DIR / "rabbitmq.conf").read_text(encoding="utf-8")
+        ).items()
+        if not key.startswith(("listeners.", "management.tcp.", "prometheus.tcp."))
+    }
+    assert _conf_settings(spec["rabbitmq"]["additionalConfig"]) == wanted
+    plugins = (RABBITMQ_DIR / "enabled_plugins").read_text(encoding="utf-8")
+    assert sorted(spec["rabbitmq"]["additionalPlugins"]) == sorted(
+        re.findall(r"\w+", plugins.strip().strip("[].").replace(",", " "))
+    )
+    anti = spec["affinity"]["podAntiAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    assert anti[0]["topologyKey"] == "kubernetes.io/hostname"
+    assert anti[0]["labelSelector"]["matchLabels"] == {
+        "app.kubernetes.io/name": cluster["metadata"]["name"]
+    }
+
+
+def policies_sh() -> dict[str, dict]:
+    """`set_policy` commands of deploy/rabbitmq/policies.sh, by policy name."""
+    script = (RABBITMQ_DIR / "policies.sh").read_text(encoding="utf-8").replace("\\\n", " ")
+    policies = {}
+    for line in script.splitlines():
+        words = shlex.split(line, comments=True)
+        if "set_policy" not in words:
+            continue
+        args = words[words.index("set_policy") + 1 :]
+        options = {}
+        while args[0].startswith("-"):
+            options[args[0]], args = args[1], args[2:]
+        name, pattern, definition = args
+        policies[name] = {
+            "name": name,
+            "pattern": pattern,
+            "definition": json.loads(definition),
+            "priority": int(options.get("--priority", 0)),
+            "applyTo": options.get("--apply-to", "all"),
+            "vhost": options.get("-p", "/"),
+        }
+    return policies
+
+
+def test_the_policy_objects_are_the_policies_of_policies_sh():
+    expected = policies_sh()
+    assert set(expected) == {"linkage-events", "linkage-retries", "linkage-dead-letter"}
+    for policy in expected.values():
+        # the script takes the vhost as an argument; the platform's is `linkage`
+        policy["vhost"] = "linkage"
+    [cluster] = custom_resources("RabbitmqCluster")
+    found = {}
+    for doc in custom_resources("Policy"):
+        spec = dict(doc["spec"])
+        assert spec.pop("rabbitmqClusterReference") == {"name": cluster["metadata"]["name"]}
+        found[spec["name"]] = spec
+    assert found == expected
