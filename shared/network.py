@@ -232,7 +232,8 @@ def _text(entry: dict, key: str, where: str) -> str:
 def _timezone(name: Any) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError):
+    # A name too long for a file name is an OSError from the tzdata lookup.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise NetworkError(f"timezone {name!r} is not a known IANA zone") from None
 
 
