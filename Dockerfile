@@ -10,6 +10,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
+# The notice (通报) as PDF: WeasyPrint needs Pango and HarfBuzz's subsetter,
+# and Chinese text needs a CJK font (Noto CJK, found through fontconfig by
+# WeasyPrint and matplotlib alike). poppler-utils (pdftotext, pdftoppm) lets
+# an operator check a rendered notice inside the container.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends \
+        fonts-noto-cjk poppler-utils libpango-1.0-0 libpangoft2-1.0-0 libharfbuzz-subset0 \
+    && rm -rf /var/lib/apt/lists/*
+
 COPY pyproject.toml constraints.txt ./
 COPY shared/ shared/
 COPY services/ services/
@@ -21,6 +30,8 @@ RUN pip install -c constraints.txt . \
 
 # Only used when no *_DATABASE_URL is given (embedded SQLite).
 ENV LINKAGE_VAR_DIR=/app/var
+# matplotlib caches its font list; /app is not writable by the service user.
+ENV MPLCONFIGDIR=/app/var/matplotlib
 
 USER 10001:10001
 

@@ -37,6 +37,11 @@ DEFAULT_WEIGHTS = {
     "returns": 0.1,
 }
 MAX_DEADLINE_S = 7 * 24 * 3600  # a week: anything longer is not a deadline
+REPORTING_KEYS = ("grade", "crowd", "casualties", "first_s", "final_s", "up_to")
+# Non-emergency requests are answered within this many working days when the
+# network file does not say (CONTRACT.md section 7's example).
+DEFAULT_REPLY_WORKDAYS = 5
+MAX_REPLY_WORKDAYS = 60  # about three months of working days: beyond that it is not a deadline
 SAMPLE_NETWORK = Path(__file__).parent / "networks" / "sample.yaml"
 
 _TIME_RANGE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)-([01]\d|2[0-3]):([0-5]\d)$")
@@ -69,8 +74,10 @@ class Department:
 class Category:
     code: str
     name: str
-    lead: str
+    lead: str  # "" for a category that is transferred and never dispatched
     assist: tuple[str, ...] = ()
+    report_up: bool = False  # every incident of it must be reported up (信息报送)
+    transfer_to: str | None = None  # handed to another system ("110", "信访"), not dispatched
 
 
 @dataclass(frozen=True)
@@ -108,6 +115,26 @@ class Deadlines:
 
 
 @dataclass(frozen=True)
+class Reporting:
+    """信息报送: when an incident must be reported up, by when, and how far.
+
+    An incident must be reported once its grade is `grade` or more severe
+    (I is the most severe), its crowd is larger than `crowd`, it has at least
+    `casualties` casualties, or its category has `report_up`. The first report
+    (初报) is due `first` after that; the final report (终报) `final` after the
+    incident closes. Reports reach the town's ancestors up to the first one of
+    level `up_to`.
+    """
+
+    grade: str = "III"
+    crowd: int = 30
+    casualties: int = 1
+    first: timedelta = timedelta(seconds=1800)
+    final: timedelta = timedelta(seconds=86400)
+    up_to: str = "city"
+
+
+@dataclass(frozen=True)
 class Network:
     timezone: ZoneInfo
     calendar: Calendar
@@ -119,6 +146,8 @@ class Network:
     departments: dict[str, Department]
     categories: dict[str, Category]
     weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
+    reporting: Reporting = field(default_factory=Reporting)
+    reply_workdays: int = DEFAULT_REPLY_WORKDAYS
 
     def is_working_time(self, at: datetime) -> bool:
         return self.calendar.is_working_time(at.astimezone(self.timezone))
@@ -186,6 +215,8 @@ def parse_network(raw: Any) -> Network:
     departments = _departments(_list(raw, "departments"), centers)
     categories = _categories(_list(raw, "categories"), departments.values())
     weights = _weights(raw.get("assessment", {}))
+    reporting = _reporting(raw.get("reporting", {}))
+    reply_workdays = _reply_workdays(raw.get("reply_workdays", DEFAULT_REPLY_WORKDAYS))
     return Network(
         timezone=timezone,
         calendar=calendar,
@@ -197,6 +228,8 @@ def parse_network(raw: Any) -> Network:
         departments=departments,
         categories=categories,
         weights=weights,
+        reporting=reporting,
+        reply_workdays=reply_workdays,
     )
 
 
@@ -232,7 +265,8 @@ def _text(entry: dict, key: str, where: str) -> str:
 def _timezone(name: Any) -> ZoneInfo:
     try:
         return ZoneInfo(str(name))
-    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a name too long for a path
+    # A name too long for a file name is an OSError from the tzdata lookup.
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         raise NetworkError(f"timezone {name!r} is not a known IANA zone") from None
 
 
@@ -408,19 +442,85 @@ def _categories(entries: list, departments: Iterable[Department]) -> dict[str, C
         where = f"category {code}"
         if code in categories:
             raise NetworkError(f"{where}: duplicate code")
-        lead = _text(entry, "lead", where)
+        transfer_to = _transfer_to(entry, where)
+        # A transferred category goes to another system whole: it needs no
+        # lead role, but one given is still checked so that a typo is caught.
+        lead = "" if transfer_to and entry.get("lead") is None else _text(entry, "lead", where)
         assist = entry.get("assist") or []
         if not isinstance(assist, list) or not all(isinstance(r, str) for r in assist):
             raise NetworkError(f"{where}: assist must be a list of roles")
         if lead in assist or len(set(assist)) != len(assist):
             raise NetworkError(f"{where}: assist repeats a role or the lead role")
-        for role in (lead, *assist):
+        for role in (lead, *assist) if lead else assist:
             if role not in held:
                 raise NetworkError(f"{where}: role {role!r} is held by no department")
+        report_up = entry.get("report_up", False)
+        if not isinstance(report_up, bool):
+            raise NetworkError(f"{where}: report_up must be true or false")
         categories[code] = Category(
-            code=code, name=_text(entry, "name", where), lead=lead, assist=tuple(assist)
+            code=code,
+            name=_text(entry, "name", where),
+            lead=lead,
+            assist=tuple(assist),
+            report_up=report_up,
+            transfer_to=transfer_to,
         )
     return categories
+
+
+def _transfer_to(entry: dict, where: str) -> str | None:
+    if entry.get("transfer_to") is None:
+        return None
+    return _text(entry, "transfer_to", where).strip()
+
+
+def _reporting(raw: Any) -> Reporting:
+    """The `reporting` block; each figure left out takes the default."""
+    if not isinstance(raw, dict):
+        raise NetworkError("'reporting' must be a mapping")
+    unknown = set(raw) - set(REPORTING_KEYS)
+    if unknown:
+        raise NetworkError(f"reporting: unknown key {sorted(unknown, key=repr)[0]!r}")
+    default = Reporting()
+    grade = raw.get("grade", default.grade)
+    if grade not in GRADES:
+        raise NetworkError(f"reporting.grade must be one of {', '.join(GRADES)}")
+    crowd = _non_negative_int(raw.get("crowd", default.crowd), "reporting.crowd")
+    casualties = raw.get("casualties", default.casualties)
+    # 0 would make every incident reportable: a deployment that wants that
+    # says so with report_up on its categories.
+    if isinstance(casualties, bool) or not isinstance(casualties, int) or casualties < 1:
+        raise NetworkError("reporting.casualties must be a positive integer")
+    deadlines = {}
+    for key, fallback in (("first_s", default.first), ("final_s", default.final)):
+        seconds = raw.get(key, int(fallback.total_seconds()))
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int)
+            or not 0 < seconds <= MAX_DEADLINE_S
+        ):
+            raise NetworkError(
+                f"reporting.{key} must be a number of seconds from 1 to {MAX_DEADLINE_S}"
+            )
+        deadlines[key] = timedelta(seconds=seconds)
+    up_to = raw.get("up_to", default.up_to)
+    # A town's report must reach someone above it, so "town" is no answer.
+    if up_to not in LEVELS[1:]:
+        raise NetworkError(f"reporting.up_to must be one of {', '.join(LEVELS[1:])}")
+    return Reporting(
+        grade=grade,
+        crowd=crowd,
+        casualties=casualties,
+        first=deadlines["first_s"],
+        final=deadlines["final_s"],
+        up_to=up_to,
+    )
+
+
+def _reply_workdays(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_REPLY_WORKDAYS:
+        raise NetworkError(f"reply_workdays must be a whole number from 1 to {MAX_REPLY_WORKDAYS}")
+    return value
 
 
 def _weights(raw: Any) -> dict[str, float]:

@@ -242,6 +242,13 @@ def assert_usable(network: Network) -> None:
     assert all(math.isfinite(w) and w >= 0 for w in network.weights.values()), network.weights
     assert math.isclose(sum(network.weights.values()), 1.0, abs_tol=1e-6)
     assert set(network.grades.values()) <= set(LEVELS)
+    # escalation adds the reporting deadlines to an incident's times
+    reporting = network.reporting
+    utcnow() + reporting.first + reporting.final
+    assert reporting.first > timedelta(0) and reporting.final > timedelta(0)
+    assert reporting.grade in GRADES and reporting.up_to in LEVELS[1:]
+    assert reporting.crowd >= 0 and reporting.casualties >= 1
+    assert isinstance(network.reply_workdays, int) and network.reply_workdays > 0
     assert network.calendar.working_hours
     for center in network.centers.values():
         assert isinstance(center.code, str) and center.level in LEVELS
@@ -255,7 +262,8 @@ def assert_usable(network: Network) -> None:
         assert department.roles and all(isinstance(r, str) and r for r in department.roles)
         held.update(department.roles)
     for category in network.categories.values():
-        assert {category.lead, *category.assist} <= held
+        # a transferred category is never dispatched: it may have no lead role
+        assert {category.lead, *category.assist} - ({""} if category.transfer_to else set()) <= held
 
 
 def parse_or_refuse(raw) -> Network | None:

@@ -42,9 +42,10 @@ def test_sample_categories_cover_every_dongshan_unit_and_the_named_emergencies(n
         assert needed in names, needed
 
 
-def test_every_county_can_lead_every_category(network):
+def test_every_county_can_lead_every_dispatched_category(network):
+    dispatched = [c for c in network.categories.values() if c.transfer_to is None]
     for county in (c for c in network.centers.values() if c.level == "county"):
-        for category in network.categories.values():
+        for category in dispatched:
             assert network.holders(county.code, category.lead), (county.name, category.code)
 
 
@@ -137,3 +138,80 @@ def test_unreadable_or_invalid_yaml_is_a_clear_error(tmp_path):
     with pytest.raises(NetworkError, match="not valid YAML"):
         load_network(tmp_path / "bad.yaml")
     assert yaml  # the loader's parser, also used by the fixtures
+
+
+# -- 信息报送, reply deadline, transfers (CONTRACT.md sections 4, 7 and 8) --------
+
+
+def test_sample_sets_the_reporting_block_of_the_contract(network):
+    reporting = network.reporting
+    assert (reporting.grade, reporting.crowd, reporting.casualties) == ("III", 30, 1)
+    assert reporting.first.total_seconds() == 1800 and reporting.final.total_seconds() == 86400
+    assert reporting.up_to == "city"
+    assert network.reply_workdays == 5
+
+
+def test_sample_mass_gathering_is_reported_up_and_crimes_are_transferred_to_110(network):
+    assert network.categories["mass.gathering"].report_up is True
+    assert network.categories["water.burst_main"].report_up is False
+    crime = network.categories["crime.in_progress"]
+    assert crime.transfer_to == "110" and crime.lead == "" and crime.assist == ()
+    assert network.categories["water.burst_main"].transfer_to is None
+
+
+def test_a_network_without_reporting_or_reply_workdays_gets_the_defaults():
+    raw = sample_network()
+    del raw["reporting"], raw["reply_workdays"]
+    network = parse_network(raw)
+    assert network.reporting.grade == "III" and network.reporting.up_to == "city"
+    assert network.reporting.first.total_seconds() == 1800
+    assert network.reply_workdays == 5
+
+
+def test_a_partial_reporting_block_keeps_the_defaults_for_what_it_leaves_out():
+    raw = sample_network()
+    raw["reporting"] = {"grade": "II", "up_to": "county"}
+    reporting = parse_network(raw).reporting
+    assert (reporting.grade, reporting.up_to, reporting.crowd) == ("II", "county", 30)
+
+
+def test_a_transfer_category_may_still_name_a_lead_role_which_is_checked():
+    raw = sample_network()
+    raw["categories"].append(
+        {"code": "x.transfer", "name": "转办", "lead": "astrology", "transfer_to": "120"}
+    )
+    with pytest.raises(NetworkError, match="category x.transfer: role 'astrology'"):
+        parse_network(raw)
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda n: n["reporting"].update(grade="V"), "reporting.grade must be one of I, II"),
+        (lambda n: n["reporting"].update(crowd=-1), "reporting.crowd must be a non-negative"),
+        (lambda n: n["reporting"].update(casualties=0), "reporting.casualties must be a positive"),
+        (lambda n: n["reporting"].update(first_s=0), "reporting.first_s must be a number"),
+        (lambda n: n["reporting"].update(final_s="1d"), "reporting.final_s must be a number"),
+        (lambda n: n["reporting"].update(up_to="town"), "reporting.up_to must be one of county"),
+        (lambda n: n["reporting"].update(first=1800), "reporting: unknown key 'first'"),
+        (lambda n: n.update(reporting=[1, 2]), "'reporting' must be a mapping"),
+        (lambda n: n.update(reply_workdays=0), "reply_workdays must be a whole number"),
+        (lambda n: n.update(reply_workdays=2.5), "reply_workdays must be a whole number"),
+        (
+            lambda n: n["categories"][0].update(report_up="yes"),
+            f"category {sample_network()['categories'][0]['code']}: report_up must be",
+        ),
+        (
+            lambda n: n["categories"].append({"code": "x.t", "name": "转办", "transfer_to": ""}),
+            "category x.t: 'transfer_to' must be a non-empty string",
+        ),
+        (
+            lambda n: n["categories"].append({"code": "x.l", "name": "无主管"}),
+            "category x.l: 'lead' must be a non-empty string",
+        ),
+    ],
+)
+def test_a_bad_reporting_or_category_entry_is_refused_by_name(mutate, message):
+    with pytest.raises(NetworkError) as error:
+        parse_network(broken(mutate))
+    assert message in str(error.value)
