@@ -68,6 +68,21 @@ class IncidentReceived(Envelope):
     received_at = fields.AwareDateTime(required=True)
 
 
+class IncidentTransferred(Envelope):
+    """A category kept out of the linkage center (110/119/120 matters, repeated
+    petitions, litigation: 朔州 第三条) is handed to its own system, not dispatched."""
+
+    incident_id = fields.String(required=True)
+    source_system = fields.String(allow_none=True, load_default=None)
+    category = fields.String(required=True)
+    request_type = fields.String(required=True)
+    channel = fields.String(required=True)
+    town = fields.String(required=True)
+    center = fields.String(required=True)
+    transferred_to = fields.String(required=True)
+    received_at = fields.AwareDateTime(required=True)
+
+
 class OrderEvent(Envelope):
     order_id = fields.String(required=True)
     incident_id = fields.String(required=True)
@@ -196,6 +211,7 @@ class SatisfactionRecorded(Envelope):
 
 CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
     ("intake", "incident_received"): IncidentReceived,
+    ("intake", "incident_transferred"): IncidentTransferred,
     ("dispatch", "order_dispatched"): OrderDispatched,
     ("dispatch", "orders_dispatched"): OrdersDispatched,
     ("dispatch", "order_accepted"): OrderAccepted,

@@ -24,6 +24,17 @@ INCIDENT_FIELDS = (
     "crowd_size",
     "casualties",
     "grade",
+    "transferred_to",
+)
+TRANSFER_FIELDS = (
+    "incident_id",
+    "source_system",
+    "category",
+    "request_type",
+    "channel",
+    "town",
+    "center",
+    "received_at",
 )
 INCIDENT_TIMES = ("received_at", "reported_at", "occurred_at", "command_changed_at")
 # what dispatch, escalation and assessment are told of a new incident
@@ -44,11 +55,14 @@ ANNOUNCED_FIELDS = (
 )
 
 
-def incident_from_report(report: dict, incident_id: str, received_at: datetime) -> dict:
+def incident_from_report(
+    report: dict, incident_id: str, received_at: datetime, transfer_to: str | None = None
+) -> dict:
     """The incident row for a report loaded by `ReportSchema`.
 
     The incident starts under the center that took it: the town of the
     location, or the report's `center` when a higher center took it itself.
+    A category with `transfer_to` is handed to that system: `transferred`.
     """
     location = report["location"]
     reporter = report["reporter"] or {}
@@ -75,14 +89,19 @@ def incident_from_report(report: dict, incident_id: str, received_at: datetime) 
         "grade": report["grade"],
         "received_by": center,
         "center": center,
-        "status": "open",
+        "status": "transferred" if transfer_to else "open",
+        "transferred_to": transfer_to,
         "received_at": received_at,
     }
 
 
-def announcement(incident: dict) -> dict:
-    """The `incident_received` event's fields (no personal data)."""
-    return {name: incident[name] for name in ANNOUNCED_FIELDS}
+def announcement(incident: dict) -> tuple[str, dict]:
+    """The event announcing a new incident, and its fields (no personal data):
+    `incident_received`, or `incident_transferred` for a transferred one."""
+    if incident["transferred_to"]:
+        names = (*TRANSFER_FIELDS, "transferred_to")
+        return "incident_transferred", {name: incident[name] for name in names}
+    return "incident_received", {name: incident[name] for name in ANNOUNCED_FIELDS}
 
 
 def mask_name(name: str | None) -> str | None:

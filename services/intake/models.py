@@ -40,6 +40,7 @@ class Incident(Base):
     received_by: Mapped[str] = mapped_column(String(32))
     center: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
+    transferred_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     command_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 

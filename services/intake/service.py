@@ -51,10 +51,12 @@ class IntakeService:
             town = data["location"]["town"]
             require(town in area(self.network, caller.center), "a town outside the center")
             data["center"] = caller.center  # the token's, whatever the report says
-        incident = incident_from_report(data, new_id(), utcnow())
+        transfer_to = self.network.categories[data["category"]].transfer_to
+        incident = incident_from_report(data, new_id(), utcnow(), transfer_to)
         with self.db.transaction() as tx:
             if store.add_incident(tx, incident):
-                tx.emit("incident_received", **announcement(incident))
+                event_type, fields = announcement(incident)
+                tx.emit(event_type, **fields)
                 tx.after_commit(lambda: self._received(incident))
                 status, first = "accepted", incident
             else:

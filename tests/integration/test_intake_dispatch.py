@@ -9,6 +9,7 @@ from services.dispatch.service import DispatchService
 from services.intake.models import Incident
 from services.intake.service import IntakeService
 from tests.conftest import wait_for
+from tests.support.broker import queue_depth
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.integration
@@ -36,6 +37,9 @@ def count_incidents(url: str) -> int:
         engine.dispose()
 
 
+DISPATCH_INTAKE_QUEUE = "evt-intake-incident_received--dispatch.on_incident_received"
+
+
 def test_a_report_becomes_an_incident_and_timed_orders(run_services, rpc, tap):
     run_services(IntakeService, DispatchService)
     received = tap("intake", "incident_received")
@@ -54,6 +58,23 @@ def test_a_report_becomes_an_incident_and_timed_orders(run_services, rpc, tap):
     [event] = wait_for(lambda: received.drain() and received.of_type("incident_received"))
     assert event["incident_id"] == answer["incident_id"]
     assert "reporter" not in event and "王小明" not in str(event)
+
+
+def test_a_category_kept_out_of_the_center_is_transferred_with_no_orders(
+    run_services, rpc, tap, vhost
+):
+    """Police matters go to 110 (朔州 第三条): stored, announced as transferred,
+    never dispatched."""
+    run_services(IntakeService, DispatchService)
+    events = tap("intake")
+    answer = rpc.intake.submit_report(report(category="crime.in_progress"))
+    incident = rpc.intake.get_incident(answer["incident_id"])
+    assert (incident["status"], incident["transferred_to"]) == ("transferred", "110")
+    [event] = wait_for(lambda: events.drain() and events.of_type("incident_transferred"))
+    assert (event["incident_id"], event["transferred_to"]) == (answer["incident_id"], "110")
+    assert events.of_type("incident_received") == []
+    wait_for(lambda: queue_depth(vhost, DISPATCH_INTAKE_QUEUE) == 0)
+    assert rpc.dispatch.list_orders(incident_id=answer["incident_id"]) == []
 
 
 def test_the_same_source_pair_is_one_incident(run_services, rpc):

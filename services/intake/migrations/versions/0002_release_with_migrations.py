@@ -1,6 +1,6 @@
 """Who saw reporters' personal data (`personal_data_access`), stored answers
 of mutating calls (`rpc_requests`), and processed events indexed by time for
-retention.
+retention; where a transferred incident went (`incidents.transferred_to`).
 
 Revision ID: 0002
 Revises: 0001
@@ -58,8 +58,15 @@ def upgrade() -> None:
             batch_op.f("ix_processed_events_processed_at"), ["processed_at"], unique=False
         )
 
+    # where a category's incidents are handed (110, 信访...) instead of dispatched
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("transferred_to", sa.String(length=32), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_column("transferred_to")
+
     with op.batch_alter_table("processed_events", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_processed_events_processed_at"))
 
