@@ -1,17 +1,21 @@
 """Assessment's domain series: department scores, satisfaction, ratings recorded.
 
 The two gauges are recomputed from the database by a timer over a trailing
-window (service.py), so every instance reports the same values; a department
-appears once it has data and disappears when it no longer has any.
+window, by one instance per interval, and the values saved for the others
+(service.py), so every instance reports the same values; a department appears
+once it has data and disappears when it no longer has any.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from prometheus_client import Counter, Gauge
 
 from shared.events import RATINGS
+
+log = logging.getLogger("services.assessment")
 
 DEPARTMENT_SCORE = Gauge(
     "linkage_department_score",
@@ -52,3 +56,9 @@ def publish(
         for labels in _published[name] - set(values):
             gauge.remove(*labels)
         _published[name] = set(values)
+
+
+def rated(rating: str) -> None:
+    """A citizen's rating recorded (counted once committed)."""
+    SATISFACTION_RATINGS.labels(rating).inc()
+    log.info("satisfaction recorded for an incident: %s", rating)

@@ -1,8 +1,11 @@
 """What assessment remembers: one record per work order, ratings, command moves.
 
 Events reach assessment on separate queues, so they arrive in any order and,
-after a redelivery, twice. Each event therefore contributes only its own
-*facts* (`order_facts`), and facts are combined by `merge`, which keeps the
+after a redelivery, twice. Dispatch announces each decision once
+(`orders_dispatched`: the incident's facts and every order it sent); each
+order's later steps come one event each. Every event therefore contributes
+only its own *facts* (`order_facts`, per order of a batch through
+`dispatched_orders`), and facts are combined by `merge`, which keeps the
 least value reported for each field. That rule is commutative, associative
 and idempotent, so any order of arrival, with any duplicates, ends in the same
 record; rates are computed from these stored facts only when asked
@@ -23,6 +26,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+# an order's dispatch facts come inside `orders_dispatched` (`dispatched_orders`)
 ORDER_EVENTS = (
     "order_dispatched",
     "order_accepted",
@@ -32,6 +36,8 @@ ORDER_EVENTS = (
     "order_completed",
     "order_overdue",
 )
+# what happens to an order after its dispatch, one event each
+LIFECYCLE_EVENTS = ORDER_EVENTS[1:]
 # Moves of command that are not an escalation: a neighbour's units join as
 # assists (command stays), or a county hands an incident down (下派).
 NOT_ESCALATIONS = ("neighbour", "assign_down")
@@ -148,6 +154,7 @@ class IncidentFacts:
     center: str
     category: str
     received_at: datetime
+    town: str | None = None  # for callers' rights (CONTRACT.md section 6)
 
 
 def _seconds(start: datetime | None, end: datetime | None) -> float | None:
@@ -169,6 +176,31 @@ def order_facts(event_type: str, event: Mapping[str, Any]) -> dict[str, Any]:
     else:
         raise ValueError(f"{event_type} is not an order event")
     return facts
+
+
+def dispatched_orders(batch: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The orders of one (loaded) `orders_dispatched` batch, each shaped as the
+    `order_dispatched` event `order_facts` reads (an order's `at` is its
+    dispatch time; the category and incident are the batch's)."""
+    return [
+        {
+            **order,
+            "incident_id": batch["incident_id"],
+            "category": batch["category"],
+        }
+        for order in batch["orders"]
+    ]
+
+
+def incident_of(batch: Mapping[str, Any]) -> IncidentFacts:
+    """The incident an `orders_dispatched` batch tells of, under the center that took it."""
+    return IncidentFacts(
+        batch["incident_id"],
+        batch["center"],
+        batch["category"],
+        batch["received_at"],
+        batch["town"],
+    )
 
 
 def merge(current: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[str, Any]:
@@ -234,16 +266,12 @@ class Ledger:
 
     def apply(self, source: str, event_type: str, event: Mapping[str, Any]) -> None:
         """Apply one event that has been loaded through its contract."""
-        if (source, event_type) == ("intake", "incident_received"):
-            self.incidents.setdefault(
-                event["incident_id"],
-                IncidentFacts(
-                    event["incident_id"], event["center"], event["category"], event["received_at"]
-                ),
-            )
-        elif source == "dispatch" and event_type in ORDER_EVENTS:
-            order_id = event["order_id"]
-            self.orders[order_id] = merge(self.orders.get(order_id), order_facts(event_type, event))
+        if (source, event_type) == ("dispatch", "orders_dispatched"):
+            self.incidents.setdefault(event["incident_id"], incident_of(event))
+            for order in dispatched_orders(event):
+                self._merge(order_facts("order_dispatched", order))
+        elif source == "dispatch" and event_type in LIFECYCLE_EVENTS:
+            self._merge(order_facts(event_type, event))
         elif source == "escalation" and event_type in (
             "incident_escalated",
             "incident_assigned_down",
@@ -254,7 +282,12 @@ class Ledger:
             rating = rating_from_event(event)
             if is_newer(rating, self.ratings.get(rating.incident_id)):
                 self.ratings[rating.incident_id] = rating
-        # other events carry nothing assessment scores
+        # other events carry nothing assessment scores (the service does not
+        # subscribe to them: `intake.incident_received` and single
+        # `order_dispatched` events repeat what the batch says)
+
+    def _merge(self, facts: dict[str, Any]) -> None:
+        self.orders[facts["order_id"]] = merge(self.orders.get(facts["order_id"]), facts)
 
     def apply_all(self, events: Iterable[tuple[str, str, Mapping[str, Any]]]) -> Ledger:
         for source, event_type, event in events:

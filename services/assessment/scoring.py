@@ -1,20 +1,37 @@
-"""Department scores (管理考核): the formula, as plain functions over order records.
+"""Department scores (管理考核): the formula, as plain functions over counts.
+
+Counts (`Counts`) come from the day counts the store keeps (store.py: each
+incident's `incident_counts`, added per department and local day in the
+transaction of every change) or, as the reference, from records in memory
+(`count`); either way `figures_of` alone turns them into rates and a score,
+so the two paths cannot disagree on the formula. Every count is a sum of
+each order's share (`order_counts`), which depends on the order's facts and
+its incident's rating and moves only, never on the clock: that is what lets
+the days be kept by adding changes.
 
 Scope
 -----
-For a center C, a window [since, until) and an evaluation time T (the moment
-the service answers), a department D of C is judged on its work orders at C
+For a center C and a window [since, until), a department D of C is judged on its work orders at C
 dispatched in the window: O = the records with center C, department D and
 since ≤ dispatched_at < until. An order whose `order_dispatched` has not
 reached assessment yet has no `dispatched_at` and counts once it has.
+
+Incidents are counted once per department (and once per center, for the
+report's totals): on the department's first order of the incident, the least
+(dispatched_at, order_id) of its orders at C. An incident counts in the
+window holding that first order, so its counts (incidents, ratings,
+escalations) add up over days and windows; a department's later order of an
+incident already counted in an earlier window adds its order, not the
+incident again.
 
 Indicators (each in [0, 1], or None when there is no data)
 ---------------------------------------------------------
 - satisfaction (群众满意率, the first indicator)
       s = satisfied rated incidents / rated incidents,
-  over the distinct incidents of D's orders in O that D did not return and
-  that have a rating. `satisfied` and `basically_satisfied` count as
-  satisfied, `dissatisfied` does not. An incident has one rating, the latest
+  over the incidents counted for D in the window (above) that D kept (not
+  every one of D's orders for it returned) and that have a rating.
+  `satisfied` and `basically_satisfied` count as satisfied, `dissatisfied`
+  does not. An incident has one rating, the latest
   recorded; it counts for every department that kept an order for that
   incident at C (lead and assists alike). A department that returned its
   order is judged for that by the returns indicator, not by the citizen.
@@ -33,9 +50,14 @@ arrival: `arrived_at` against `arrive_by`), an order is
 - late if done after it;
 - not judged if not done and returned at or before the deadline (the return
   itself is scored by r);
-- late if not done and the deadline has passed (deadline ≤ T): never
-  accepted, or never on scene;
-- not judged yet if not done and the deadline is still ahead.
+- late if not done and dispatch announced the deadline missed
+  (`order_overdue`, within seconds of the deadline): never accepted, or
+  never on scene;
+- not judged yet if not done and not announced overdue.
+The outcome is read off the order's facts, not the clock: an order not done
+whose deadline passed counts as late once its `order_overdue` has arrived
+(before this release, at the deadline itself), and the figures no longer
+depend on the moment they are asked.
 
 Score
 -----
@@ -83,14 +105,60 @@ Ranks: power supply 1, water utility 2, fire team 3.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields, replace
+from datetime import date, datetime, time, timedelta, tzinfo
 from typing import Any
 
-from services.assessment.records import SATISFIED, CommandMove, OrderRecord
+from services.assessment.records import CommandMove, OrderRecord
 
 INDICATORS = ("satisfaction", "accepted_on_time", "arrived_on_time", "completion", "returns")
+
+
+@dataclass(frozen=True)
+class Counts:
+    """What is counted of a set of orders (one department's, or a center's)
+    over a window: the only input of the formula.
+
+    Two paths produce it and must agree: `count` over records in memory (the
+    reference, fed by records.Ledger in tests), and the stored day counts
+    (`incident_counts` kept per day by services/assessment/store.py). Counts
+    add up (`+`): every field is a sum of each order's share (`order_counts`).
+    Incidents, ratings by value and escalations are counted once per group
+    (an incident's orders at one department, or at one center), on the
+    group's first order (`shares`); times are totals in microseconds over the
+    orders that reached the step, for the means.
+    """
+
+    orders: int = 0
+    incidents: int = 0
+    accept_judged: int = 0
+    accepted_on_time: int = 0
+    arrive_judged: int = 0
+    arrived_on_time: int = 0
+    completed: int = 0
+    returns: int = 0
+    overdue: int = 0
+    escalated: int = 0
+    urges: int = 0  # 催办: counted once dispatch announces urges
+    rated_satisfied: int = 0
+    rated_basically_satisfied: int = 0
+    rated_dissatisfied: int = 0
+    accept_timed: int = 0  # orders with a dispatch and an acceptance time
+    accept_time_us: int = 0  # whole microseconds: sums stay exact in any order
+    arrive_timed: int = 0
+    arrive_time_us: int = 0
+    complete_timed: int = 0
+    complete_time_us: int = 0
+
+    def __add__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, n) + getattr(other, n) for n in COUNT_FIELDS))
+
+    def __sub__(self, other: Counts) -> Counts:
+        return Counts(*(getattr(self, n) - getattr(other, n) for n in COUNT_FIELDS))
+
+
+COUNT_FIELDS = tuple(f.name for f in fields(Counts))
 
 
 @dataclass(frozen=True)
@@ -107,6 +175,7 @@ class Figures:
     returns: int = 0
     overdue: int = 0
     escalated: int = 0
+    urges: int = 0
     rated: int = 0
     satisfied: int = 0
     mean_time_to_accept_s: float | None = None
@@ -161,64 +230,217 @@ def _ratio(part: int, whole: int) -> float | None:
     return part / whole if whole > 0 else None
 
 
-def _mean(values: Iterable[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return round(sum(known) / len(known), 1) if known else None
+def _mean(total_us: int, n: int) -> float | None:
+    return round(total_us / 1_000_000 / n, 1) if n else None
 
 
 def deadline_outcome(
     done_at: datetime | None,
     due: datetime | None,
     returned_at: datetime | None,
-    as_of: datetime,
+    overdue_at: datetime | None,
 ) -> bool | None:
-    """True on time, False late, None not judged (see the module docstring)."""
+    """True on time, False late, None not judged (see the module docstring):
+    decided by the order's facts alone, `overdue_at` being when dispatch
+    announced this deadline missed."""
     if due is None:
         return None
     if done_at is not None:
         return done_at <= due
     if returned_at is not None and returned_at <= due:
         return None
-    if due <= as_of:
+    if overdue_at is not None:
         return False
     return None
 
 
-def measure(
+@dataclass(frozen=True)
+class Share:
+    """What a group of orders (an incident's orders at one department, or at
+    one center) counts once, on its first order: the incident, its rating
+    when the group kept an order (None: not rated, or every order returned),
+    and whether its command moved up from the center."""
+
+    rating: str | None = None
+    escalated: bool = False
+
+
+def _micros(start: datetime | None, end: datetime | None) -> int | None:
+    if start is None or end is None:
+        return None
+    return (end - start) // timedelta(microseconds=1)
+
+
+def order_counts(record: OrderRecord, share: Share | None) -> Counts:
+    """One dispatched order's share of the counts; `share` when it is its
+    group's first order (`shares`)."""
+    accept = deadline_outcome(
+        record.accepted_at, record.accept_by, record.returned_at, record.accept_overdue_at
+    )
+    arrive = deadline_outcome(
+        record.arrived_at, record.arrive_by, record.returned_at, record.arrive_overdue_at
+    )
+    to_accept = _micros(record.dispatched_at, record.accepted_at)
+    to_arrive = _micros(record.dispatched_at, record.arrived_at)
+    to_complete = _micros(record.dispatched_at, record.completed_at)
+    rating = share.rating if share else None
+    return Counts(
+        orders=1,
+        incidents=int(share is not None),
+        accept_judged=int(accept is not None),
+        accepted_on_time=int(accept is True),
+        arrive_judged=int(arrive is not None),
+        arrived_on_time=int(arrive is True),
+        completed=int(record.completed),
+        returns=int(record.returned),
+        overdue=int(record.overdue),
+        escalated=int(share is not None and share.escalated),
+        rated_satisfied=int(rating == "satisfied"),
+        rated_basically_satisfied=int(rating == "basically_satisfied"),
+        rated_dissatisfied=int(rating == "dissatisfied"),
+        accept_timed=int(to_accept is not None),
+        accept_time_us=to_accept or 0,
+        arrive_timed=int(to_arrive is not None),
+        arrive_time_us=to_arrive or 0,
+        complete_timed=int(to_complete is not None),
+        complete_time_us=to_complete or 0,
+    )
+
+
+def shares(
     records: Iterable[OrderRecord],
     *,
     ratings: Mapping[str, str],
-    escalated: Collection[str] = frozenset(),
-    as_of: datetime,
-) -> Figures:
-    """Counts and rates of a set of records (one department's, or a center's).
+    escalated: Collection[tuple[str, str]],
+    by_department: bool,
+) -> dict[str, Share]:
+    """The first order of each group, by order id, with the group's share.
 
-    `ratings` maps incident ids to their current rating; `escalated` holds the
-    incidents whose command moved up from the records' center.
+    A group is an incident's dispatched orders at one (center, department),
+    or at one center when not `by_department`; its first order is the least
+    (dispatched_at, order_id). `escalated` holds (incident, center) pairs
+    whose command moved up from that center (`escalations`).
     """
-    records = list(records)
-    accept = [deadline_outcome(r.accepted_at, r.accept_by, r.returned_at, as_of) for r in records]
-    arrive = [deadline_outcome(r.arrived_at, r.arrive_by, r.returned_at, as_of) for r in records]
-    incidents = {r.incident_id for r in records}
-    kept = {r.incident_id for r in records if not r.returned}
-    rated = [ratings[i] for i in kept if i in ratings]
-    return Figures(
-        orders=len(records),
-        incidents=len(incidents),
-        accept_judged=sum(1 for a in accept if a is not None),
-        accepted_on_time=sum(1 for a in accept if a),
-        arrive_judged=sum(1 for a in arrive if a is not None),
-        arrived_on_time=sum(1 for a in arrive if a),
-        completed=sum(1 for r in records if r.completed),
-        returns=sum(1 for r in records if r.returned),
-        overdue=sum(1 for r in records if r.overdue),
-        escalated=len(incidents & set(escalated)),
-        rated=len(rated),
-        satisfied=sum(1 for rating in rated if rating in SATISFIED),
-        mean_time_to_accept_s=_mean(r.time_to_accept_s for r in records),
-        mean_time_to_arrive_s=_mean(r.time_to_arrive_s for r in records),
-        mean_time_to_complete_s=_mean(r.time_to_complete_s for r in records),
+    groups: dict[tuple, list[OrderRecord]] = {}
+    for record in records:
+        if record.dispatched_at is None:
+            continue
+        key = (record.incident_id, record.center) + ((record.department,) if by_department else ())
+        groups.setdefault(key, []).append(record)
+    found = {}
+    for (incident, center, *_), held in groups.items():
+        first = min(held, key=lambda r: (r.dispatched_at, r.order_id))
+        kept = any(not r.returned for r in held)
+        found[first.order_id] = Share(
+            rating=ratings.get(incident) if kept else None,
+            escalated=(incident, center) in escalated,
+        )
+    return found
+
+
+def count(records: Iterable[OrderRecord], first_orders: Mapping[str, Share]) -> Counts:
+    """The counts of a set of dispatched records, in memory (the reference
+    path); `first_orders` from `shares` over every record of their incidents."""
+    total = Counts()
+    for record in records:
+        total += order_counts(record, first_orders.get(record.order_id))
+    return total
+
+
+WHOLE_CENTER = ""  # the department of a center's own counts (the report's totals)
+DayKey = tuple[str, str, date]  # (center, department or WHOLE_CENTER, local day)
+
+
+def local_day(at: datetime, timezone: tzinfo) -> date:
+    """The day of the network's calendar an instant falls on."""
+    return at.astimezone(timezone).date()
+
+
+def _midnight(day: date, timezone: tzinfo) -> datetime:
+    return datetime.combine(day, time(), timezone)
+
+
+def split_window(
+    since: datetime, until: datetime, timezone: tzinfo
+) -> tuple[date, date, list[tuple[datetime, datetime]]]:
+    """[since, until) as whole local days [first, end) and the partial days
+    at its edges, as instants: e.g. 3 Nov 10:00 to 6 Nov 00:00 is the days
+    4 and 5 Nov and the edge [3 Nov 10:00, 4 Nov 00:00)."""
+    first = local_day(since, timezone)
+    if _midnight(first, timezone) < since:
+        first += timedelta(days=1)
+    end = local_day(until, timezone)
+    if first >= end:
+        return first, first, [(since, until)]
+    edges = []
+    if since < _midnight(first, timezone):
+        edges.append((since, _midnight(first, timezone)))
+    if _midnight(end, timezone) < until:
+        edges.append((_midnight(end, timezone), until))
+    return first, end, edges
+
+
+def trailing_days(now: datetime, days: int, timezone: tzinfo) -> tuple[datetime, datetime]:
+    """The `days` local days that end with today's, as [since, until): a
+    window of whole days, so it is read from the day counts alone."""
+    today = local_day(now, timezone)
+    return (
+        _midnight(today - timedelta(days=days - 1), timezone),
+        _midnight(today + timedelta(days=1), timezone),
     )
+
+
+def incident_counts(
+    records: Iterable[OrderRecord],
+    *,
+    ratings: Mapping[str, str],
+    escalated: Collection[tuple[str, str]],
+    timezone: tzinfo,
+) -> dict[DayKey, Counts]:
+    """What an incident's records (or any records with their incidents'
+    siblings) add to each (center, department, local day of dispatch), and to
+    each (center, WHOLE_CENTER, day): the unit the day counts are kept in.
+
+    A pure function of the records, the rating and the escalations, so a
+    change is kept by adding `after - before` (store.py), and a window of
+    whole days is the sum of its days.
+    """
+    records = [r for r in records if r.dispatched_at is not None]
+    by_department = shares(records, ratings=ratings, escalated=escalated, by_department=True)
+    by_center = shares(records, ratings=ratings, escalated=escalated, by_department=False)
+    found: dict[DayKey, Counts] = {}
+    for record in records:
+        day = local_day(record.dispatched_at, timezone)
+        for department, share in (
+            (record.department, by_department.get(record.order_id)),
+            (WHOLE_CENTER, by_center.get(record.order_id)),
+        ):
+            key = (record.center, department, day)
+            found[key] = found.get(key, Counts()) + order_counts(record, share)
+    return found
+
+
+def figures_of(counts: Counts, weights: Mapping[str, float]) -> Figures:
+    """The rates and the 0–100 score of counted orders (None without orders)."""
+    figures = Figures(
+        orders=counts.orders,
+        incidents=counts.incidents,
+        accept_judged=counts.accept_judged,
+        accepted_on_time=counts.accepted_on_time,
+        arrive_judged=counts.arrive_judged,
+        arrived_on_time=counts.arrived_on_time,
+        completed=counts.completed,
+        returns=counts.returns,
+        overdue=counts.overdue,
+        escalated=counts.escalated,
+        urges=counts.urges,
+        rated=counts.rated_satisfied + counts.rated_basically_satisfied + counts.rated_dissatisfied,
+        satisfied=counts.rated_satisfied + counts.rated_basically_satisfied,
+        mean_time_to_accept_s=_mean(counts.accept_time_us, counts.accept_timed),
+        mean_time_to_arrive_s=_mean(counts.arrive_time_us, counts.arrive_timed),
+        mean_time_to_complete_s=_mean(counts.complete_time_us, counts.complete_timed),
+    )
+    return replace(figures, score=weighted_score(figures.indicators(), weights))
 
 
 def weighted_score(
@@ -238,12 +460,12 @@ def score(
     weights: Mapping[str, float],
     *,
     ratings: Mapping[str, str] | None = None,
-    escalated: Collection[str] = frozenset(),
-    as_of: datetime,
+    escalated: Collection[tuple[str, str]] = frozenset(),
 ) -> Figures:
-    """One department's figures and its 0–100 score (None without orders)."""
-    figures = measure(records, ratings=ratings or {}, escalated=escalated, as_of=as_of)
-    return replace(figures, score=weighted_score(figures.indicators(), weights))
+    """One department's figures and its 0–100 score, from its records in memory."""
+    records = list(records)
+    found = shares(records, ratings=ratings or {}, escalated=escalated, by_department=True)
+    return figures_of(count(records, found), weights)
 
 
 def rank(scores: Mapping[str, float | None]) -> dict[str, int]:
@@ -259,9 +481,9 @@ def rank(scores: Mapping[str, float | None]) -> dict[str, int]:
     }
 
 
-def escalated_from(center: str, moves: Iterable[CommandMove]) -> set[str]:
-    """Incidents whose command moved up from `center`."""
-    return {m.incident_id for m in moves if m.is_escalation and m.from_center == center}
+def escalations(moves: Iterable[CommandMove]) -> set[tuple[str, str]]:
+    """(incident, center) pairs whose command moved up from that center."""
+    return {(m.incident_id, m.from_center) for m in moves if m.is_escalation}
 
 
 def assess(
@@ -274,35 +496,67 @@ def assess(
     weights: Mapping[str, float],
     since: datetime,
     until: datetime,
-    as_of: datetime,
 ) -> dict[str, Any]:
-    """Rows (one per department of `center`, in `departments` order) and totals.
+    """Rows and totals from records in memory (the reference for the day counts).
 
-    `records`, `ratings` and `moves` may hold more than the window and center:
-    what does not belong is left out here, so the service and a replay in
-    memory answer alike.
+    `records`, `ratings` and `moves` may hold more than the window and center
+    (and should: a group's first order and its returns are read off all of an
+    incident's records); what does not belong is left out here, so the
+    service and a replay in memory answer alike.
     """
-    codes = set(departments)
-    in_scope = [
-        r
-        for r in records
-        if r.center == center
-        and r.department in codes
-        and r.dispatched_at is not None
-        and since <= r.dispatched_at < until
-    ]
-    escalated = escalated_from(center, moves)
-    by_department: dict[str, list[OrderRecord]] = {code: [] for code in departments}
+    records = [r for r in records if r.dispatched_at is not None]
+    escalated = escalations(moves)
+    by_department = shares(records, ratings=ratings, escalated=escalated, by_department=True)
+    by_center = shares(records, ratings=ratings, escalated=escalated, by_department=False)
+    in_scope = [r for r in records if r.center == center and since <= r.dispatched_at < until]
+    held: dict[str, list[OrderRecord]] = {code: [] for code in departments}
     for record in in_scope:
-        by_department[record.department].append(record)
-    figures = {
-        code: score(by_department[code], weights, ratings=ratings, escalated=escalated, as_of=as_of)
-        for code in departments
-    }
+        if record.department in held:
+            held[record.department].append(record)
+    counted = {code: count(orders, by_department) for code, orders in held.items()}
+    return assess_counts(departments, counted, count(in_scope, by_center), weights)
+
+
+def assess_counts(
+    departments: Sequence[str],
+    counts: Mapping[str, Counts],
+    totals: Counts | None,
+    weights: Mapping[str, float],
+) -> dict[str, Any]:
+    """Rows (one per department, in `departments` order, then by rank) and the
+    totals' figures; a department missing from `counts` has no orders."""
+    figures = {code: figures_of(counts.get(code, Counts()), weights) for code in departments}
     ranks = rank({code: f.score for code, f in figures.items()})
     rows = [
         {"department": code, **figures[code].as_row(), "rank": ranks[code]} for code in departments
     ]
     rows.sort(key=lambda row: row["rank"])  # stable: ties keep the network's order
-    totals = score(in_scope, weights, ratings=ratings, escalated=escalated, as_of=as_of)
-    return {"rows": rows, "totals": totals.as_row()}
+    return {
+        "rows": rows,
+        "totals": figures_of(totals or Counts(), weights).as_row(),
+    }
+
+
+def gauge_values(
+    counts: Mapping[tuple[str, str], Counts],
+    departments_of: Callable[[str], Iterable[Any]],
+    weights: Mapping[str, float],
+) -> list[dict[str, Any]]:
+    """The dashboards' values: score and satisfaction of each (center,
+    department) of the network with counted orders and a value to show."""
+    values = []
+    for (center, department), counted in sorted(counts.items()):
+        if department not in {d.code for d in departments_of(center)}:
+            continue  # no longer in the network
+        figures = figures_of(counted, weights)
+        if figures.score is None and figures.satisfaction_rate is None:
+            continue
+        values.append(
+            {
+                "center": center,
+                "department": department,
+                "score": figures.score,
+                "satisfaction": figures.satisfaction_rate,
+            }
+        )
+    return values

@@ -24,7 +24,7 @@ def samples(url: str) -> dict[tuple[str, tuple], float]:
 
 def known_incident(rpc, incident_id: str, rating: str) -> dict | None:
     try:
-        return rpc.assessment.record_satisfaction(incident_id, rating, "回访-张")
+        return rpc.assessment.record_satisfaction(incident_id, rating)
     except RemoteError as error:
         if error.exc_type == "NotFound":  # intake's event not applied yet
             return None
@@ -38,8 +38,8 @@ def test_a_handled_and_rated_incident_gives_the_departments_score_on_metrics(pla
         incident = rpc.intake.submit_report(report(category="water.burst_main"))["incident_id"]
         [order] = wait_for(lambda: rpc.dispatch.list_orders(incident_id=incident), timeout=30)
         for step in (rpc.dispatch.accept, rpc.dispatch.arrive):
-            step(order["order_id"], "水务-李")
-        rpc.dispatch.complete(order["order_id"], "水务-李", "已修复")
+            step(order["order_id"])
+        rpc.dispatch.complete(order["order_id"], "已修复")
         stored = wait_for(lambda: known_incident(rpc, incident, "satisfied"), timeout=30)
         assert stored["rating"] == "satisfied"
 

@@ -1,8 +1,9 @@
 """Assessment against the real RabbitMQ and both databases, in process.
 
 Events are published as the other services would (nameko's standalone event
-dispatcher, claiming to be intake, dispatch and escalation), shuffled and
-duplicated, to two assessment instances at once; the scores they answer must
+dispatcher, claiming to be dispatch and escalation), shuffled and
+duplicated, to two assessment instances at once (an incident and its orders
+come as dispatch's decisions, `orders_dispatched`); the scores they answer must
 equal the ones computed in memory from the same events (scoring.py).
 """
 
@@ -17,14 +18,13 @@ from prometheus_client import REGISTRY
 from services.assessment.metrics import DEPARTMENT_SATISFACTION, DEPARTMENT_SCORE
 from services.assessment.scoring import assess
 from services.assessment.service import AssessmentService
-from shared.messaging import SUBSCRIPTIONS, queue_name
+from shared.messaging import subscriptions_of
 from shared.network import load_network
 from tests.conftest import wait_for
 from tests.support.broker import queue_depth
 from tests.unit.assessment.factory import (
     assigned_down,
     escalated,
-    incident_received,
     order_story,
     rating,
     replay,
@@ -37,7 +37,7 @@ DONGSHAN = "511123101"
 YUJIN = "511123102"
 COUNTY = "511123"
 NETWORK = load_network()
-ASSESSMENT_QUEUES = [queue_name(*s) for s in SUBSCRIPTIONS if s[2] == "assessment"]
+ASSESSMENT_QUEUES = [s.queue for s in subscriptions_of([AssessmentService])]
 
 
 def story(now: datetime) -> list[tuple]:
@@ -51,6 +51,7 @@ def story(now: datetime) -> list[tuple]:
         "dongshan-police",
         base,
         center=DONGSHAN,
+        cause="added",
         role="assist",
         overdue=["accept", "arrive"],
     )
@@ -61,10 +62,12 @@ def story(now: datetime) -> list[tuple]:
         "qianwei-water",
         base + timedelta(minutes=16),
         center=COUNTY,
+        home=DONGSHAN,
+        received_at=base,
+        cause="overdue",
         accept=30,
     )
     events.append(rating("w3", "dissatisfied", base + timedelta(days=2)))  # replaces "satisfied"
-    events.append(incident_received("y1", YUJIN, base))
     events.append(assigned_down("y1", COUNTY, YUJIN, base))
     events += order_story(
         "yujin-water",
@@ -81,7 +84,7 @@ def story(now: datetime) -> list[tuple]:
     return events
 
 
-def expected(events, center: str, since: datetime, until: datetime, as_of: datetime) -> dict:
+def expected(events, center: str, since: datetime, until: datetime) -> dict:
     ledger = replay(events)
     return assess(
         center,
@@ -92,7 +95,6 @@ def expected(events, center: str, since: datetime, until: datetime, as_of: datet
         weights=NETWORK.weights,
         since=since,
         until=until,
-        as_of=as_of,
     )
 
 
@@ -129,7 +131,7 @@ def test_shuffled_duplicated_events_on_two_instances_give_the_replayed_scores(
     since, until = now - timedelta(days=10), now + timedelta(hours=1)
     publish_shuffled_and_duplicated(nameko_config["AMQP_URI"], events, seed=5)
 
-    want = expected(events, DONGSHAN, since, until, datetime.now(UTC))
+    want = expected(events, DONGSHAN, since, until)
     args = (DONGSHAN, since.isoformat(), until.isoformat())
     wait_for(
         lambda: without_names(rpc.assessment.scores(*args)) == want["rows"],
@@ -183,8 +185,7 @@ def test_record_satisfaction_keeps_the_latest_rating_and_counts_it(
     recorded = tap("assessment", "satisfaction_recorded")
     now = datetime.now(UTC)
     base = (now - timedelta(days=1)).replace(microsecond=0)
-    events = [incident_received("i1", DONGSHAN, base)]
-    events += order_story("o1", "i1", "dongshan-water", base, center=DONGSHAN, accept=60)
+    events = order_story("o1", "i1", "dongshan-water", base, center=DONGSHAN, accept=60)
     publish_shuffled_and_duplicated(nameko_config["AMQP_URI"], events, seed=1)
     wait_for(lambda: assessment_idle(vhost), message="events applied")
 
@@ -194,9 +195,9 @@ def test_record_satisfaction_keeps_the_latest_rating_and_counts_it(
         )
 
     before = {value: count(value) for value in ("satisfied", "dissatisfied")}
-    first = rpc.assessment.record_satisfaction("i1", "dissatisfied", "op-callback")
+    first = rpc.assessment.record_satisfaction("i1", "dissatisfied")
     assert first["rating"] == "dissatisfied" and first["replaced"] is None
-    second = rpc.assessment.record_satisfaction("i1", "satisfied", "op-callback")
+    second = rpc.assessment.record_satisfaction("i1", "satisfied")
     assert second["rating"] == "satisfied" and second["replaced"] == "dissatisfied"
     assert count("satisfied") == before["satisfied"] + 1
     assert count("dissatisfied") == before["dissatisfied"] + 1
@@ -218,10 +219,10 @@ def test_record_satisfaction_keeps_the_latest_rating_and_counts_it(
 def test_bad_arguments_and_unknown_incidents(run_services, rpc):
     run_services(AssessmentService)
     with pytest.raises(RemoteError) as error:
-        rpc.assessment.record_satisfaction("nobody-knows", "satisfied", "op")
+        rpc.assessment.record_satisfaction("nobody-knows", "satisfied")
     assert error.value.exc_type == "NotFound"
     with pytest.raises(RemoteError) as error:
-        rpc.assessment.record_satisfaction("", "happy", "op")
+        rpc.assessment.record_satisfaction("", "happy")
     assert error.value.exc_type == "ValidationError"
     assert '"incident_id"' in error.value.value and '"rating"' in error.value.value
 

@@ -1,5 +1,8 @@
 """Events for assessment tests, built and dumped through the real contracts.
 
+An incident and its orders reach assessment as dispatch's decision
+(`orders_dispatched`); each order's later steps follow one event each.
+
 Each helper returns `(source, event_type, payload)` triples with the payload
 exactly as it travels on the wire (`shared.events.make_event`), so a test can
 publish them to RabbitMQ or replay them in memory through `replay`.
@@ -19,21 +22,45 @@ ACCEPT_S = 300
 ARRIVE_S = {1: 1800, 2: 2400}
 
 
-def incident_received(incident_id: str, center: str, at: datetime) -> Event:
+def dispatched(
+    incident_id: str,
+    center: str,
+    at: datetime,
+    orders: Sequence[dict] = (),
+    *,
+    cause: str = "initial",
+    category: str = "water.burst_main",
+) -> Event:
+    """One dispatch decision (`orders_dispatched`): the incident, taken by
+    `center` at `at`, and the orders sent (none: no competent unit)."""
     payload = make_event(
-        "intake",
-        "incident_received",
+        "dispatch",
+        "orders_dispatched",
         incident_id=incident_id,
-        category="water.burst_main",
+        category=category,
         request_type="help",
-        channel="12345",
         town=center,
         center=center,
-        title="主街自来水管破裂",
-        reported_at=at,
+        crowd_size=None,
+        casualties=None,
+        grade=None,
         received_at=at,
+        cause=cause,
+        orders=list(orders),
     )
-    return ("intake", "incident_received", payload)
+    return ("dispatch", "orders_dispatched", payload)
+
+
+def one_decision(*stories: list[Event], cause: str = "initial") -> list[Event]:
+    """Stories of one incident's orders (`order_story`) sent by one decision:
+    their one-order batches become one batch."""
+    batches = [load_event(*story[0]) for story in stories]
+    first = batches[0]
+    orders = [order for batch in batches for order in batch["orders"]]
+    batch = dispatched(
+        first["incident_id"], first["center"], first["received_at"], orders, cause=cause
+    )
+    return [batch] + [event for story in stories for event in story[1:]]
 
 
 def order_story(
@@ -43,6 +70,9 @@ def order_story(
     dispatched_at: datetime,
     *,
     center: str,
+    home: str | None = None,
+    received_at: datetime | None = None,
+    cause: str = "initial",
     role: str = "lead",
     tier: int = 1,
     accept: float | None = None,
@@ -52,7 +82,9 @@ def order_story(
     reports: Sequence[float] = (),
     overdue: Sequence[str] = (),
 ) -> list[Event]:
-    """The events of one order; times are seconds after dispatch."""
+    """The events of one order: the batch that sent it (an incident taken by
+    `home`, default `center`, at `received_at`, default the dispatch time),
+    then what followed; times are seconds after dispatch."""
 
     def at(seconds: float) -> datetime:
         return dispatched_at + timedelta(seconds=seconds)
@@ -72,19 +104,17 @@ def order_story(
         return ("dispatch", event_type, payload)
 
     due = {"accept": at(ACCEPT_S), "arrive": at(ARRIVE_S[tier])}
+    order = {
+        **{k: v for k, v in common.items() if k != "incident_id"},
+        "recipient": "department",
+        "tier": tier,
+        "at": dispatched_at,
+        "accept_by": due["accept"],
+        "arrive_by": due["arrive"],
+        "replaces": None,
+    }
     events = [
-        event(
-            "order_dispatched",
-            0,
-            operator=None,
-            category="water.burst_main",
-            town=center,
-            recipient="department",
-            tier=tier,
-            accept_by=due["accept"],
-            arrive_by=due["arrive"],
-            replaces=None,
-        )
+        dispatched(incident_id, home or center, received_at or dispatched_at, [order], cause=cause)
     ]
     if accept is not None:
         events.append(event("order_accepted", accept))
@@ -171,7 +201,6 @@ def worked_example(center: str, t0: datetime) -> list[Event]:
     events: list[Event] = []
     for i in range(10):
         incident = f"w{i}"
-        events.append(incident_received(incident, center, t0))
         if i < 2:  # returned within the acceptance deadline, never accepted
             story = {"returned": 120}
         else:
@@ -193,7 +222,6 @@ def worked_example(center: str, t0: datetime) -> list[Event]:
         events.append(rating(incident, value, t0 + timedelta(days=1)))
     for i in range(4):
         incident = f"p{i}"
-        events.append(incident_received(incident, center, t0))
         events += order_story(
             f"op{i}",
             incident,

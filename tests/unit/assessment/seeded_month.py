@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 from services.assessment import ranking, scoring
 from services.assessment.records import OrderRecord
 from shared.network import Network, load_network
-from tests.unit.assessment.factory import Event, incident_received, order_story, rating, replay
+from tests.unit.assessment.factory import Event, one_decision, order_story, rating, replay
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 QIANWEI = "511123"
@@ -60,15 +60,16 @@ def _events(network: Network, rng: random.Random) -> tuple[list[Event], dict[str
                 incident = f"INC-{center[-3:]}-{day + 1:02d}{n}"
                 department = rng.choice(departments)
                 categories[incident] = rng.choice(CATEGORY_NAMES)
-                events.append(incident_received(incident, center, at))
-                events += order_story(
-                    f"ORD-{center[-3:]}-{day + 1:02d}{n}",
-                    incident,
-                    department.code,
-                    at,
-                    center=center,
-                    tier=department.tier,
-                    **_story(rng),
+                events += one_decision(
+                    order_story(
+                        f"ORD-{center[-3:]}-{day + 1:02d}{n}",
+                        incident,
+                        department.code,
+                        at,
+                        center=center,
+                        tier=department.tier,
+                        **_story(rng),
+                    )
                 )
                 if rng.random() < 0.7:
                     value = rng.choices(
@@ -109,7 +110,6 @@ def seeded_month(seed: int = 12) -> dict[str, Any]:
             weights=network.weights,
             since=SINCE,
             until=UNTIL,
-            as_of=AS_OF,
         )
 
     names = {d.code: d.name for d in network.departments.values()}
@@ -133,12 +133,18 @@ def seeded_month(seed: int = 12) -> dict[str, Any]:
             }
         )
     centers = ranking.rank_centers(towns)
-    area = scoring.measure(records, ratings=ratings, as_of=AS_OF)
+    first_orders = scoring.shares(records, ratings=ratings, escalated=set(), by_department=False)
+
+    def measure(held: list[OrderRecord]) -> scoring.Figures:
+        return scoring.figures_of(scoring.count(held, first_orders), network.weights)
+
+    area = measure(records)
     daily = []
     for day in range(30):
         start = SINCE + timedelta(days=day)
-        that_day = [r for r in records if start <= r.dispatched_at < start + timedelta(days=1)]
-        figures = scoring.measure(that_day, ratings=ratings, as_of=AS_OF)
+        figures = measure(
+            [r for r in records if start <= r.dispatched_at < start + timedelta(days=1)]
+        )
         daily.append(
             {
                 "date": start.date().isoformat(),

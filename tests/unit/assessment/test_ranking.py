@@ -123,7 +123,6 @@ def test_the_units_score_is_scoring_pys_center_total():
         },  # fmt: skip
         since=datetime(2026, 11, 1, tzinfo=SHANGHAI),
         until=datetime(2026, 12, 1, tzinfo=SHANGHAI),
-        as_of=datetime(2026, 12, 5, tzinfo=SHANGHAI),
     )["totals"]
     (row,) = ranking.rank_centers(
         [{"center": DONGSHAN, "units_score": totals["score"], "orders": totals["orders"]}]

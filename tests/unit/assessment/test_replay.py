@@ -12,8 +12,9 @@ from shared.events import RATINGS, load_event
 from shared.network import DEFAULT_WEIGHTS
 from tests.unit.assessment.factory import (
     assigned_down,
+    dispatched,
     escalated,
-    incident_received,
+    one_decision,
     order_story,
     rating,
     replay,
@@ -52,6 +53,7 @@ incident_plans = st.fixed_dictionaries(
             st.tuples(st.sampled_from(RATINGS), st.integers(0, 5 * 24 * 3600)), max_size=3
         ),
         "escalate": st.sampled_from([None, "overdue", "neighbour", "assign_down"]),
+        "split": st.integers(0, 2),
     }
 )
 
@@ -61,7 +63,7 @@ def scenario(plans: list[dict]) -> list[tuple]:
     for n, plan in enumerate(plans):
         incident = f"i{n}"
         home = plan["orders"][0]["center"]
-        events.append(incident_received(incident, home, T0))
+        stories = []
         seen = set()
         for k, order in enumerate(plan["orders"]):
             departments = DEPARTMENTS[order["center"]]
@@ -72,18 +74,27 @@ def scenario(plans: list[dict]) -> list[tuple]:
             lifecycle = {name: order[name] for name in ("accept", "arrive", "complete", "returned")}
             if lifecycle["returned"] is not None:  # a returned order goes no further
                 lifecycle.update(arrive=None, complete=None)
-            events += order_story(
-                f"o{n}-{k}",
-                incident,
-                department,
-                T0 + timedelta(seconds=order["dispatched_after_s"]),
-                center=order["center"],
-                role="lead" if k == 0 else "assist",
-                tier=order["tier"],
-                reports=order["reports"],
-                overdue=order["overdue"],
-                **lifecycle,
+            stories.append(
+                order_story(
+                    f"o{n}-{k}",
+                    incident,
+                    department,
+                    T0 + timedelta(seconds=order["dispatched_after_s"]),
+                    center=order["center"],
+                    home=home,
+                    received_at=T0,
+                    role="lead" if k == 0 else "assist",
+                    tier=order["tier"],
+                    reports=order["reports"],
+                    overdue=order["overdue"],
+                    **lifecycle,
+                )
             )
+        # the first orders in one decision, the others in a later one
+        split = plan["split"] % len(stories) + 1
+        events += one_decision(*stories[:split])
+        if stories[split:]:
+            events += one_decision(*stories[split:], cause="reroute")
         for value, after_s in plan["ratings"]:
             events.append(rating(incident, value, T0 + timedelta(days=2, seconds=after_s)))
         if plan["escalate"] == "assign_down":
@@ -91,11 +102,13 @@ def scenario(plans: list[dict]) -> list[tuple]:
         elif plan["escalate"]:
             target = COUNTY if plan["escalate"] == "overdue" else home
             events.append(escalated(incident, home, target, T0, reason=plan["escalate"]))
+    if plans and plans[0]["ratings"]:  # an incident no unit could take, rated all the same
+        events.append(dispatched("i-none", DONGSHAN, T0))
+        events.append(rating("i-none", "satisfied", T0 + timedelta(days=1)))
     return events
 
 
 def figures(ledger: rec.Ledger) -> dict:
-    as_of = T0 + timedelta(days=20)  # some deadlines passed, some still ahead
     ratings = {i: r.rating for i, r in ledger.ratings.items()}
     return {
         center: assess(
@@ -107,7 +120,6 @@ def figures(ledger: rec.Ledger) -> dict:
             weights=DEFAULT_WEIGHTS,
             since=SINCE,
             until=UNTIL,
-            as_of=as_of,
         )
         for center, departments in DEPARTMENTS.items()
     }
@@ -129,6 +141,7 @@ def test_shuffled_and_duplicated_events_give_the_same_scores(plans, data):
         k: rec.OrderRecord.from_mapping(v) for k, v in expected_ledger.orders.items()
     }
     assert ledger.ratings == expected_ledger.ratings
+    assert ledger.incidents == expected_ledger.incidents
 
 
 def test_merge_keeps_the_first_time_whatever_the_order():
@@ -142,7 +155,10 @@ def test_merge_keeps_the_first_time_whatever_the_order():
         arrive=600,
         reports=[1200, 900],
     )
-    facts = [rec.order_facts(t, load_event(s, t, p)) for s, t, p in story]
+    batch, *steps = [(t, load_event(s, t, p)) for s, t, p in story]
+    [dispatch] = rec.dispatched_orders(batch[1])
+    facts = [rec.order_facts("order_dispatched", dispatch)]
+    facts += [rec.order_facts(t, event) for t, event in steps]
     forward, backward = {}, {}
     for f in facts:
         forward = rec.merge(forward, f)
@@ -154,11 +170,11 @@ def test_merge_keeps_the_first_time_whatever_the_order():
 
 
 def test_an_accepted_event_before_the_dispatch_starts_the_record():
-    dispatched, accepted = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60)
+    batch, accepted = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60)
     ledger = replay([accepted])
     [record] = ledger.records()
     assert record.accepted_at is not None and record.dispatched_at is None
-    ledger.apply(dispatched[0], dispatched[1], load_event(*dispatched))
+    ledger.apply(batch[0], batch[1], load_event(*batch))
     [record] = ledger.records()
     assert record.dispatched_at == T0 and record.time_to_accept_s == 60
 
@@ -171,3 +187,38 @@ def test_the_latest_rating_wins_and_an_equal_time_is_decided_by_event_id():
     assert rec.is_newer(later, first) and not rec.is_newer(first, later)
     assert rec.is_newer(same_time, first) and not rec.is_newer(first, same_time)
     assert not rec.is_newer(first, first)  # a duplicate changes nothing
+
+
+def test_a_batch_gives_each_order_the_facts_order_dispatched_gave():
+    lead = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, home=DONGSHAN)
+    assist = order_story(
+        "o2", "i1", "yujin-water", T0 + timedelta(minutes=1), center=YUJIN, role="assist", tier=2
+    )
+    [batch] = one_decision(lead, assist)
+    event = load_event(*batch)
+    orders = {o["order_id"]: o for o in rec.dispatched_orders(event)}
+    facts = rec.order_facts("order_dispatched", orders["o2"])
+    assert facts == {
+        "order_id": "o2",
+        "incident_id": "i1",
+        "center": YUJIN,
+        "department": "yujin-water",
+        "role": "assist",
+        "dispatched_at": T0 + timedelta(minutes=1),
+        "category": "water.burst_main",
+        "tier": 2,
+        "recipient": "department",
+        "replaces": None,
+        "accept_by": T0 + timedelta(minutes=1, seconds=300),
+        "arrive_by": T0 + timedelta(minutes=1, seconds=2400),
+    }
+    ledger = replay([batch, batch])
+    assert ledger.incidents["i1"] == rec.IncidentFacts(
+        "i1", DONGSHAN, "water.burst_main", T0, DONGSHAN
+    )
+    assert sorted(ledger.orders) == ["o1", "o2"]
+
+
+def test_a_batch_without_orders_makes_the_incident_known():
+    ledger = replay([dispatched("i1", DONGSHAN, T0)])
+    assert ledger.incidents["i1"].center == DONGSHAN and ledger.orders == {}

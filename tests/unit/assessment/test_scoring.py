@@ -12,7 +12,6 @@ from tests.conftest import sample_network
 from tests.unit.assessment.factory import (
     assigned_down,
     escalated,
-    incident_received,
     order_story,
     rating,
     replay,
@@ -24,7 +23,6 @@ DONGSHAN = "511123101"
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=SHANGHAI)
 SINCE = datetime(2026, 11, 1, tzinfo=SHANGHAI)
 UNTIL = datetime(2026, 12, 1, tzinfo=SHANGHAI)
-AS_OF = datetime(2026, 12, 5, tzinfo=SHANGHAI)
 DEPARTMENTS = ["dongshan-water", "dongshan-power", "dongshan-fire"]
 
 
@@ -38,7 +36,6 @@ def assess(ledger, weights=DEFAULT_WEIGHTS, departments=DEPARTMENTS, center=DONG
         weights=weights,
         since=window.get("since", SINCE),
         until=window.get("until", UNTIL),
-        as_of=window.get("as_of", AS_OF),
     )
 
 
@@ -123,8 +120,15 @@ def test_a_score_on_satisfaction_alone_is_none_without_ratings():
 def test_a_department_that_returned_everything_scores_zero():
     events = []
     for i, returned in enumerate((120, 100, 600)):  # the last one sat past its deadline
+        overdue = ["accept"] if returned > 300 else []  # and dispatch announced it
         events += order_story(
-            f"o{i}", f"i{i}", "dongshan-water", T0, center=DONGSHAN, returned=returned
+            f"o{i}",
+            f"i{i}",
+            "dongshan-water",
+            T0,
+            center=DONGSHAN,
+            returned=returned,
+            overdue=overdue,
         )
         events.append(rating(f"i{i}", "satisfied", T0 + timedelta(days=1)))
     rows = rows_by_department(assess(replay(events)))
@@ -135,25 +139,30 @@ def test_a_department_that_returned_everything_scores_zero():
     assert water["score"] == 0.0 and water["rank"] == 1
 
 
-def test_deadline_outcomes():
+def test_deadline_outcomes_follow_the_facts_not_the_clock():
     due = T0 + timedelta(minutes=5)
+    late = due + timedelta(seconds=1)  # dispatch announces the deadline missed
     outcome = scoring.deadline_outcome
-    assert outcome(due, due, None, AS_OF) is True  # exactly at the deadline is on time
-    assert outcome(due + timedelta(seconds=1), due, None, AS_OF) is False
-    assert outcome(None, due, None, AS_OF) is False  # never done, deadline passed
-    assert outcome(None, due, None, due - timedelta(seconds=1)) is None  # still ahead
-    assert outcome(None, due, due, AS_OF) is None  # returned in time: not judged
-    assert outcome(None, due, due + timedelta(seconds=1), AS_OF) is False
-    assert outcome(None, None, None, AS_OF) is None  # dispatch facts not known yet
+    assert outcome(due, due, None, None) is True  # exactly at the deadline is on time
+    assert outcome(late, due, None, late) is False
+    assert outcome(None, due, None, late) is False  # never done, announced overdue
+    assert outcome(None, due, None, None) is None  # not done, not announced: not yet
+    assert outcome(None, due, due, None) is None  # returned in time: not judged
+    assert outcome(None, due, late, late) is False  # returned after missing it
+    assert outcome(None, None, None, None) is None  # dispatch facts not known yet
 
 
-def test_an_order_still_within_its_deadlines_is_not_judged_yet():
+def test_an_order_not_done_is_judged_late_once_dispatch_announces_it_overdue():
     events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN)
-    rows = rows_by_department(assess(replay(events), as_of=T0 + timedelta(minutes=1)))
-    water = rows["dongshan-water"]
+    water = rows_by_department(assess(replay(events)))["dongshan-water"]
     assert water["accept_judged"] == 0 and water["accepted_on_time_rate"] is None
     # returns 1, completion 0: 100 × (0.1×0 + 0.1×1) / 0.2
     assert water["score"] == 50.0
+
+    events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, overdue=["accept"])
+    water = rows_by_department(assess(replay(events)))["dongshan-water"]
+    assert water["accept_judged"] == 1 and water["accepted_on_time_rate"] == 0
+    assert water["arrive_judged"] == 0
 
 
 def test_ties_share_a_rank_and_no_score_ranks_last():
@@ -186,8 +195,7 @@ def test_an_order_known_only_from_later_events_is_not_counted_until_dispatched()
 
 
 def test_satisfaction_is_the_latest_rating_and_counts_for_every_department_that_kept_the_order():
-    events = [incident_received("i1", DONGSHAN, T0)]
-    events += order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60)
+    events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60)
     events += order_story(
         "o2", "i1", "dongshan-power", T0, center=DONGSHAN, role="assist", accept=60
     )
@@ -255,6 +263,6 @@ def test_score_is_a_plain_function_of_records_and_weights():
         arrived_at=T0 + timedelta(minutes=40),
         completed_at=T0 + timedelta(hours=2),
     )
-    figures = scoring.score([record], DEFAULT_WEIGHTS, ratings={"i1": "satisfied"}, as_of=AS_OF)
+    figures = scoring.score([record], DEFAULT_WEIGHTS, ratings={"i1": "satisfied"})
     # 100 × (0.4×1 + 0.2×1 + 0.2×0 + 0.1×1 + 0.1×1)
     assert figures.score == 80.0 and figures.indicators()["arrived_on_time"] == 0
