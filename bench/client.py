@@ -9,6 +9,7 @@ the platform are driven by the same client, so its own cost is in both.
 from __future__ import annotations
 
 import itertools
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,6 +20,8 @@ import eventlet
 import eventlet.queue
 from kombu import pools
 from nameko.standalone.rpc import ClusterRpcProxy
+
+from shared.auth import bearer, mint
 
 # kombu keeps at most 10 producers (and connections) per broker URL and process
 # by default, and nameko's client publishes through that pool: with 32 calls in
@@ -55,6 +58,12 @@ def summary_ms(seconds: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def bench_caller() -> dict:
+    """An administrator's token, signed with the run's secret (bench/__main__.py)."""
+    token = mint(os.environ["LINKAGE_AUTH_SECRET"], "bench", "admin", ttl_s=24 * 3600)
+    return bearer(token)
+
+
 class RpcPool:
     """`size` started standalone proxies; a green thread borrows one per call."""
 
@@ -67,7 +76,9 @@ class RpcPool:
 
     def start(self) -> RpcPool:
         for _ in range(self.size):
-            runner = ClusterRpcProxy({"AMQP_URI": self.amqp_uri}, timeout=self.timeout_s)
+            runner = ClusterRpcProxy(
+                {"AMQP_URI": self.amqp_uri}, timeout=self.timeout_s, context_data=bench_caller()
+            )
             self._all.append(runner)
             self._idle.put(runner.start())
         return self

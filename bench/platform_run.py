@@ -50,6 +50,7 @@ from bench.infra import CpuMeter, database_url, free_port, pg_connect, rss_mb
 from bench.observer import OrderObserver
 from bench.settings import Settings
 from bench.spy import PySpy
+from shared import migrations
 from shared.config import SERVICES
 from shared.db import Database
 from shared.messaging import queue_name
@@ -292,11 +293,11 @@ class Platform:
 
     def start(self) -> None:
         infra.create_databases(list(self.databases.values()))
-        # One copy of every service at a time, each round up before the next:
-        # two processes creating the same PostgreSQL schema at once race
-        # (shared/db.py `wait_for_schema` retries only OperationalError), so
-        # the second copies start against a schema that exists, as in a
-        # rolling deployment.
+        # migrated before any service starts, as `python -m services migrate` does
+        for service, name in self.databases.items():
+            migrations.upgrade(service, database_url(name))
+        # One copy of every service at a time, each round up before the next,
+        # as in a rolling deployment.
         for copy in range(1, self.copies + 1):
             round_ = []
             for service in SERVICES:

@@ -176,7 +176,9 @@ def derive(results: dict[str, Any]) -> None:
                 "met": worst is not None and worst < TARGET_RSS_MB,
             }
         )
-    results["targets"] = targets
+    from bench import history  # issue 16's stages; it imports the platform
+
+    results["targets"] = targets + history.targets(results)
 
 
 def write(results: dict[str, Any], path: Path) -> None:
@@ -433,4 +435,7 @@ def render(results: dict[str, Any]) -> str:
     ]
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
+    from bench import history
+
+    lines += history.render(results)
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import infra, limits, report
+from bench import history, infra, limits, report
 from bench.platform_run import FLOW_EVENTS, Declared, declared_entrypoints, run_platform
 from bench.settings import BENCH_DIR, Settings, from_env
 from bench.spy import PySpy
@@ -171,21 +171,23 @@ def main() -> int:
 
             return prepare
 
-        stage(
-            "bare nameko",
-            results["limits"],
-            "bare_nameko",
-            lambda: limits.bare_nameko(amqp_uri, settings, log_dir),
-            before("bare_nameko", "limit (a): bare nameko, sequential and in flight"),
-        )
-        stage(
-            "broker",
-            results["limits"],
-            "broker",
-            lambda: limits.broker(amqp_uri, settings),
-            before("broker", "limit (b): broker, persistent + confirms + acks"),
-        )
-        for copies in settings.scales:
+        wanted = settings.stages
+        if "limits" in wanted:
+            stage(
+                "bare nameko",
+                results["limits"],
+                "bare_nameko",
+                lambda: limits.bare_nameko(amqp_uri, settings, log_dir),
+                before("bare_nameko", "limit (a): bare nameko, sequential and in flight"),
+            )
+            stage(
+                "broker",
+                results["limits"],
+                "broker",
+                lambda: limits.broker(amqp_uri, settings),
+                before("broker", "limit (b): broker, persistent + confirms + acks"),
+            )
+        for copies in settings.scales if "platform" in wanted else ():
             profiler = PySpy(BENCH_DIR / "profiles" / f"{copies}x") if settings.profile else None
             stage(
                 f"platform {copies}x",
@@ -200,6 +202,31 @@ def main() -> int:
                     f"{settings.throughput_reports} reports {settings.in_flight} in flight, "
                     f"then {settings.offered_rate:g}/s for {settings.duration_s:g}s",
                     copies,
+                ),
+            )
+        if "history" in wanted:
+            stage(
+                "history",
+                results,
+                "history",
+                lambda: history.history(settings, run_id),
+                before(
+                    "history",
+                    f"history: assessment at {history.SMALL} and "
+                    f"{settings.history_records} records",
+                ),
+            )
+        if "soak" in wanted:
+            stage(
+                "soak",
+                results,
+                "soak",
+                lambda: history.soak(run_id, amqp_uri, settings, log_dir, declared),
+                before(
+                    "soak",
+                    f"soak: {settings.soak_rate:g} reports/s for {settings.soak_s:g}s, "
+                    "resident memory sampled",
+                    1,
                 ),
             )
         if settings.profile:

@@ -1,7 +1,10 @@
 """How big a run is: the issue's figures by default, smaller on request.
 
 Environment:
-- `BENCH_QUICK=1`: every stage, small (about a minute in all): a smoke test.
+- `BENCH_QUICK=1`: every stage, small (a few minutes in all): a smoke test;
+  the history stage seeds 100,000 records instead of 1,000,000 and the soak
+  lasts 1 minute instead of 5.
+- `BENCH_STAGES`: only these stages, e.g. `history,soak` (default: all).
 - `BENCH_DURATION_S`: length of the offered-load stage (default 60 s).
 - `BENCH_REPORTS`: reports in the throughput stage (default 2000).
 - `BENCH_RATE`: offered load in reports per second (default 50).
@@ -61,6 +64,13 @@ class Settings:
     log_level: str = "INFO"
     quiet_wait_s: float = 120.0
     profile: bool = False
+    # issue 16: records seeded for the history stage, on SQLite too; the soak
+    history_records: int = 1_000_000
+    history_sqlite: bool = True
+    soak_s: float = 300.0
+    soak_sample_s: float = 30.0
+    soak_rate: float = 15.0
+    stages: tuple[str, ...] = ("limits", "platform", "history", "soak")
     overrides: dict[str, str] = field(default_factory=dict)
     results_path: Path = BENCH_DIR / "results.json"
 
@@ -92,6 +102,9 @@ def from_env(environ: os._Environ | dict[str, str] = os.environ) -> Settings:
             stage_time_cap_s=15.0,
             drain_timeout_s=30.0,
             quiet_wait_s=5.0,
+            history_records=100_000,
+            soak_s=60.0,
+            soak_sample_s=10.0,
         )
     if environ.get("BENCH_QUIET_WAIT_S"):
         try:
@@ -126,6 +139,9 @@ def from_env(environ: os._Environ | dict[str, str] = os.environ) -> Settings:
         if not scales or any(s < 1 or s > 4 for s in scales):
             raise SystemExit("bench: BENCH_SCALES takes 1 to 4 processes per service")
         values["scales"] = scales
+    if environ.get("BENCH_STAGES"):
+        overrides["BENCH_STAGES"] = environ["BENCH_STAGES"]
+        values["stages"] = tuple(s.strip() for s in environ["BENCH_STAGES"].split(",") if s.strip())
     mode = "quick" if quick else ("custom" if overrides else "full")
     default_path = BENCH_DIR / ("results.json" if mode == "full" else f"results.{mode}.json")
     return Settings(
