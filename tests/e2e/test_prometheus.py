@@ -86,7 +86,8 @@ def generate_load(rpc, broker_uri: str) -> None:
     """A few minutes of a town's duty room, in seconds."""
     submit = rpc.intake.submit_report
     water = [submit(report(category="water.burst_main"))["incident_id"] for _ in range(3)]
-    building = [submit(report(category="building.illegal"))["incident_id"] for _ in range(2)]
+    building = [submit(report(category="building.illegal"))["incident_id"]]
+    building.append(submit(report(category="dispute.neighbour"))["incident_id"])
     submit(report(category="mass.gathering", crowd_size=150))  # the county commands
     submit(report(category="mass.gathering", crowd_size=600))  # the city commands
     submit(report(category="water.supply", channel="app"))
@@ -102,7 +103,7 @@ def generate_load(rpc, broker_uri: str) -> None:
         if n == 0:
             rpc.dispatch.report(order, "已关阀")
             rpc.dispatch.complete(order, "已修复")
-    # construction (tier 2): one on scene, one returned (退单) to the next holder
+    # construction (tier 2) on scene; a mediation returned (退单) to the next holder
     on_scene = lead_order(orders_of(rpc, building[0], 1))["order_id"]
     rpc.dispatch.accept(on_scene)
     rpc.dispatch.arrive(on_scene)

@@ -84,13 +84,11 @@ def test_deadlines_run_from_dispatch_by_tier_whatever_the_hour(network, at):
 
 
 def test_a_returned_order_goes_to_the_next_holder_then_nowhere(network):
-    holders = [d.code for d in network.holders(DONGSHAN, "construction")]
+    holders = [d.code for d in network.holders(DONGSHAN, "mediation")]
     assert len(holders) >= 2
-    nxt = routing.reroute("construction", "lead", DONGSHAN, network, WORKING, tried=holders[:1])
+    nxt = routing.reroute("mediation", "lead", DONGSHAN, network, WORKING, tried=holders[:1])
     assert nxt.department == holders[1] and nxt.role == "lead"
-    assert (
-        routing.reroute("construction", "lead", DONGSHAN, network, WORKING, tried=holders) is None
-    )
+    assert routing.reroute("mediation", "lead", DONGSHAN, network, WORKING, tried=holders) is None
 
 
 def test_neighbour_towns_units_of_the_lead_role_join_as_assists(network):
@@ -106,13 +104,12 @@ class TestMissedDeadlines:
     accept_by = at + timedelta(minutes=5)
     arrive_by = at + timedelta(minutes=30)
 
-    def missed(self, status, now, accept_marked=None, arrive_marked=None):
-        return [
-            d
-            for d, _ in routing.missed_deadlines(
-                status, self.accept_by, self.arrive_by, accept_marked, arrive_marked, now
-            )
-        ]
+    def missed(self, status, now, accept_marked=None, arrive_marked=None, reply_by=None):
+        due = {"accept": self.accept_by, "arrive": self.arrive_by, "reply": reply_by}
+        if reply_by is not None:
+            due["arrive"] = None
+        marked = {"accept": accept_marked, "arrive": arrive_marked}
+        return [d for d, _ in routing.missed_deadlines(status, due, marked, now)]
 
     def test_nothing_is_late_before_the_deadline(self):
         assert self.missed("dispatched", self.accept_by - timedelta(seconds=1)) == []
@@ -130,6 +127,12 @@ class TestMissedDeadlines:
     @pytest.mark.parametrize("status", ["on_scene", "completed", "returned", "cancelled"])
     def test_orders_on_scene_or_closed_are_never_late(self, status):
         assert self.missed(status, self.arrive_by + timedelta(hours=1)) == []
+
+    def test_an_order_without_an_arrival_deadline_misses_its_reply_one(self):
+        reply_by = self.at + timedelta(days=7)
+        assert self.missed("accepted", reply_by - timedelta(seconds=1), reply_by=reply_by) == []
+        assert self.missed("on_scene", reply_by, reply_by=reply_by) == ["reply"]
+        assert self.missed("completed", reply_by, reply_by=reply_by) == []
 
 
 def test_roles_already_covered_at_the_center_get_no_second_order(network):

@@ -27,10 +27,26 @@ def test_sample_models_a_city_two_counties_and_their_towns(network):
         assert len(towns) >= 3, county.name
 
 
-def test_dongshan_has_its_24_units_from_the_seed(network):
+def test_dongshan_has_its_24_units_and_the_first_level_units_its_rules_name(network):
     dongshan = network.centers["511123101"]
     assert dongshan.name == "东山镇"
-    assert len(network.departments_of("511123101")) == 24
+    names = [d.name for d in network.departments_of("511123101")]
+    assert len(names) == 24 + 3
+    # the arrival rule names these first-level units beside the 24-unit matrix
+    assert {"工商所", "环卫站", "公路养护队"} <= set(names)
+    assert all(
+        d.tier == 1
+        for d in network.departments_of("511123101")
+        if d.name in {"工商所", "环卫站", "公路养护队"}
+    )
+
+
+def test_the_sample_follows_dongshans_plan_on_water_traffic_and_housing(network):
+    vessel = network.categories["waterway.vessel_accident"]
+    assert (vessel.lead, "maritime" in vessel.assist) == ("traffic", True)
+    assert network.departments["dongshan-housing"].roles == ("housing",)
+    transfers = {c.transfer_to for c in network.categories.values() if c.transfer_to}
+    assert {"110", "119", "120", "信访", "法院"} <= transfers
 
 
 def test_sample_categories_cover_every_dongshan_unit_and_the_named_emergencies(network):
