@@ -176,9 +176,10 @@ def derive(results: dict[str, Any]) -> None:
                 "met": worst is not None and worst < TARGET_RSS_MB,
             }
         )
-    from bench import history  # issue 16's stages; it imports the platform
+    from bench import cluster, history  # later stages; they import the platform
 
     results["targets"] = targets + history.targets(results)
+    cluster.derive(results)
 
 
 def write(results: dict[str, Any], path: Path) -> None:
@@ -435,7 +436,8 @@ def render(results: dict[str, Any]) -> str:
     ]
     for note in results.get("notes", []):
         lines.append(f"note: {note}")
-    from bench import history
+    from bench import cluster, history
 
+    lines += cluster.render(results)
     lines += history.render(results)
     return "\n".join(lines)

@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench import history, infra, limits, report
+from bench import cluster, history, infra, limits, report
 from bench.platform_run import FLOW_EVENTS, Declared, declared_entrypoints, run_platform
 from bench.settings import BENCH_DIR, Settings, from_env
 from bench.spy import PySpy
@@ -103,6 +103,7 @@ def _note_interference(results: dict[str, Any]) -> None:
 
     walk(results.get("limits"), "limits")
     walk(results.get("platform"), "platform")
+    walk(results.get("cluster"), "cluster")
 
 
 def main() -> int:
@@ -202,6 +203,19 @@ def main() -> int:
                     f"{settings.throughput_reports} reports {settings.in_flight} in flight, "
                     f"then {settings.offered_rate:g}/s for {settings.duration_s:g}s",
                     copies,
+                ),
+            )
+        if "cluster" in wanted:
+            stage(
+                "cluster",
+                results,
+                "cluster",
+                lambda: cluster.run_cluster(run_id, settings, log_dir, declared),
+                before(
+                    "cluster",
+                    "platform, 1 process per service, on a three-node RabbitMQ cluster "
+                    "with quorum queues",
+                    1,
                 ),
             )
         if "history" in wanted:

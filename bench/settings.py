@@ -5,6 +5,9 @@ Environment:
   the history stage seeds 100,000 records instead of 1,000,000 and the soak
   lasts 1 minute instead of 5.
 - `BENCH_STAGES`: only these stages, e.g. `history,soak` (default: all).
+- the `cluster` stage: the platform (1 process per service) on a three-node
+  RabbitMQ cluster of its own with quorum queues (bench/cluster.py; root or
+  the rabbitmq user), next to `platform 1x` on the single broker.
 - `BENCH_DURATION_S`: length of the offered-load stage (default 60 s).
 - `BENCH_REPORTS`: reports in the throughput stage (default 2000).
 - `BENCH_RATE`: offered load in reports per second (default 50).
@@ -70,7 +73,7 @@ class Settings:
     soak_s: float = 300.0
     soak_sample_s: float = 30.0
     soak_rate: float = 15.0
-    stages: tuple[str, ...] = ("limits", "platform", "history", "soak")
+    stages: tuple[str, ...] = ("limits", "platform", "cluster", "history", "soak")
     overrides: dict[str, str] = field(default_factory=dict)
     results_path: Path = BENCH_DIR / "results.json"
 

@@ -12,7 +12,8 @@ from marshmallow import Schema
 from marshmallow import ValidationError as SchemaError
 from nameko.exceptions import IncorrectSignature
 from nameko.extensions import DependencyProvider
-from nameko.rpc import Rpc, RpcConsumer
+from nameko.rpc import ReplyListener, Rpc, RpcConsumer
+from nameko.rpc import RpcProxy as NamekoRpcProxy
 
 from shared.auth import Caller, auth_secret, authenticate
 from shared.db import retrying
@@ -105,6 +106,27 @@ class ResilientRpc(Rpc):
             inspect.signature(method).bind(None, *args, **kwargs)
         except TypeError as exc:
             raise IncorrectSignature(str(exc)) from None
+
+
+class NodeLocalReplyListener(ReplyListener):
+    """nameko's reply queue (`rpc.reply-<service>-<uuid>`), but not durable.
+
+    nameko declares it durable, so on a cluster it stays bound to the node it
+    was declared on: when that node dies, every redeclaration fails (`home node
+    ... is down`) and, since the service's RPC consumer shares the connection,
+    the service stops answering until the node returns. A transient queue is
+    deleted with its node and declared again on the node the service fails
+    over to. A reply queue only holds answers for live callers anyway."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.queue.durable = False  # read when it is declared
+
+
+class RpcProxy(NamekoRpcProxy):
+    """nameko's `RpcProxy`, failing over with its service (see above)."""
+
+    rpc_reply_listener = NodeLocalReplyListener()
 
 
 def api(method=None, *, mutating: bool = False):

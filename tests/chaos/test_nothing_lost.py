@@ -49,12 +49,22 @@ class Submitter:
     """Submits a known set of reports, retrying each until it has an answer,
     as an external platform would (the same pair is one incident)."""
 
-    def __init__(self, uri: str, reports: list[dict], faults_done: threading.Event, pace_s: float):
+    def __init__(
+        self,
+        uri: str,
+        reports: list[dict],
+        faults_done: threading.Event,
+        pace_s: float,
+        timeout_s: float = 15,
+    ):
         self.uri = uri
         self.faults_done = faults_done
         self.pace_s = pace_s  # spread the reports over the faults, then hurry
+        self.timeout_s = timeout_s
         self.pending = list(reports)
         self.answers: dict[str, dict] = {}
+        # external_id -> (first attempt, answer), monotonic: how long each waited
+        self.waits: dict[str, tuple[float, float]] = {}
         self.retries = 0
         self._lock = threading.Lock()
 
@@ -71,14 +81,17 @@ class Submitter:
 
     def _work(self) -> None:
         item = self._next()
+        started = time.monotonic()
         while item is not None:
             try:
-                with cluster_rpc(self.uri, timeout=15) as rpc:
+                with cluster_rpc(self.uri, timeout=self.timeout_s) as rpc:
                     while item is not None:
                         self.answers[item["external_id"]] = rpc.intake.submit_report(item)
+                        self.waits[item["external_id"]] = (started, time.monotonic())
                         if not self.faults_done.is_set():
                             time.sleep(self.pace_s)
                         item = self._next()
+                        started = time.monotonic()
             except Exception:  # broker restarting, RPC timed out, service away
                 self.retries += 1
                 time.sleep(0.5)

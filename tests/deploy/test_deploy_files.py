@@ -855,6 +855,7 @@ def test_each_deployment_migrates_its_database_before_its_service_starts(name):
     assert init_env[url] == {e["name"]: e for e in container["env"]}[url]
     assert init["securityContext"]["readOnlyRootFilesystem"] is True
 
+
 # -- Kubernetes: the operators' custom resources (issue 15) ---------------------------
 
 
