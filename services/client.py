@@ -6,6 +6,11 @@
     python -m services.client orders INCIDENT_ID
     python -m services.client accept|arrive ORDER_ID
     python -m services.client complete ORDER_ID RESULT
+    python -m services.client add-order INCIDENT_ID DEPARTMENT REASON
+    python -m services.client cancel|urge ORDER_ID REASON|NOTE
+    python -m services.client reassign ORDER_ID DEPARTMENT REASON
+    python -m services.client duty CENTER DATE [--set --leader NAME:PHONE --officer NAME:PHONE ...]
+    python -m services.client board CENTER
     python -m services.client dead-letters list | show ID | replay ID | replay --all | discard ID
 
 It speaks the same RPC API as any external platform (`AMQP_URI`), with the
@@ -30,7 +35,10 @@ import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+import unicodedata  # noqa: E402
+from datetime import datetime  # noqa: E402
 from pathlib import Path  # noqa: E402
+from zoneinfo import ZoneInfo  # noqa: E402
 
 from nameko.exceptions import RemoteError  # noqa: E402
 from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
@@ -81,11 +89,129 @@ def _parser() -> argparse.ArgumentParser:
     complete = sub.add_parser("complete")
     complete.add_argument("order_id")
     complete.add_argument("result")
+    _steering_commands(sub)
     letters = sub.add_parser("dead-letters", help="inspect, replay or discard dead letters")
     letters.add_argument("action", choices=("list", "show", "replay", "discard"))
     letters.add_argument("id", nargs="?")
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     return parser
+
+
+def _steering_commands(sub) -> None:
+    """The duty room's commands (CONTRACT.md section 7)."""
+    add = sub.add_parser("add-order", help="the center in command adds a unit (assist)")
+    add.add_argument("incident_id")
+    add.add_argument("department")
+    add.add_argument("reason")
+    for name, text in (("cancel", "reason"), ("urge", "note")):
+        command = sub.add_parser(name, help=f"{name} an order (催办)" if name == "urge" else None)
+        command.add_argument("order_id")
+        command.add_argument(text)
+    reassign = sub.add_parser("reassign", help="cancel an order and send it to another unit")
+    reassign.add_argument("order_id")
+    reassign.add_argument("department")
+    reassign.add_argument("reason")
+    duty = sub.add_parser("duty", help="show (or --set) a center's duty roster (值班)")
+    duty.add_argument("center")
+    duty.add_argument("date", help="YYYY-MM-DD")
+    duty.add_argument("--set", action="store_true", help="set the roster instead of showing it")
+    duty.add_argument("--leader", type=_person, help="NAME:PHONE")
+    duty.add_argument("--officer", type=_person, action="append", default=[], help="NAME:PHONE")
+    sub.add_parser("board", help="what a duty room sees, as a table").add_argument("center")
+
+
+def _person(text: str) -> dict:
+    name, sep, phone = text.rpartition(":")
+    if not sep or not name.strip() or not phone.strip():
+        raise argparse.ArgumentTypeError(f"{text!r} is not NAME:PHONE")
+    return {"name": name.strip(), "phone": phone.strip()}
+
+
+def _duty(rpc, args) -> int:
+    if not args.set:
+        _print(rpc.dispatch.duty(args.center, args.date))
+        return 0
+    if args.leader is None or not args.officer:
+        print("client: duty --set needs --leader and at least one --officer", file=sys.stderr)
+        return 2
+    _print(rpc.dispatch.set_duty(args.center, args.date, args.leader, args.officer))
+    return 0
+
+
+def _width(text: str) -> int:
+    """Columns a string takes in a terminal: CJK characters take two."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _table(headers: list[str], rows: list[list]) -> str:
+    cells = [[str(c) if c is not None else "-" for c in row] for row in rows]
+    widths = [max(_width(t) for t in column) for column in zip(headers, *cells, strict=False)]
+
+    def line(values):
+        return "  ".join(v + " " * (w - _width(v)) for v, w in zip(values, widths, strict=False))
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _local(instant: str | None, zone: ZoneInfo) -> str:
+    """`MM-DD HH:MM` on the network's clock."""
+    if not instant:
+        return "-"
+    return datetime.fromisoformat(instant).astimezone(zone).strftime("%m-%d %H:%M")
+
+
+def _board(rpc, args) -> int:
+    board = rpc.dispatch.board(args.center)
+    zone = ZoneInfo(board["timezone"])
+    duty = board["on_duty"]
+    officers = ", ".join(o["name"] for o in duty["officers"]) if duty else "-"
+    leader = duty["leader"]["name"] if duty else "-"
+    print(f"{args.center}  {_local(board['at'], zone)}  值班领导 {leader}  值班员 {officers}")
+    print(f"\nopen orders ({len(board['orders'])})")
+    rows = [
+        [
+            "OVERDUE" if o["overdue"] else "",
+            o["order_id"],
+            o["department"],
+            o["role"],
+            o["status"],
+            o["recipient"],
+            _local(o["accept_by"], zone),
+            _local(o["arrive_by"] or o["reply_by"], zone),
+            o["urges"],
+            (o["title"] or "")[:20],
+        ]
+        for o in board["orders"]
+    ]
+    heads = [
+        "",
+        "order",
+        "department",
+        "role",
+        "status",
+        "to",
+        "accept by",
+        "due",
+        "urges",
+        "title",
+    ]
+    print(_table(heads, rows))
+    print(f"\nincidents in command ({len(board['incidents'])})")
+    rows = [
+        [
+            i["incident_id"],
+            i["category"],
+            i["town"],
+            i["open_orders"],
+            i["overdue_orders"],
+            _local(i["received_at"], zone),
+            (i["title"] or "")[:20],
+        ]
+        for i in board["incidents"]
+    ]
+    heads = ["incident", "category", "town", "open", "overdue", "received", "title"]
+    print(_table(heads, rows))
+    return 0
 
 
 def _mint(args) -> int:
@@ -161,6 +287,18 @@ def _call(rpc, args) -> int:
         _print(getattr(rpc.dispatch, args.command)(args.order_id))
     elif args.command == "complete":
         _print(rpc.dispatch.complete(args.order_id, args.result))
+    elif args.command == "add-order":
+        _print(rpc.dispatch.add_order(args.incident_id, args.department, args.reason))
+    elif args.command == "cancel":
+        _print(rpc.dispatch.cancel_order(args.order_id, args.reason))
+    elif args.command == "urge":
+        _print(rpc.dispatch.urge(args.order_id, args.note))
+    elif args.command == "reassign":
+        _print(rpc.dispatch.reassign(args.order_id, args.department, args.reason))
+    elif args.command == "duty":
+        return _duty(rpc, args)
+    elif args.command == "board":
+        return _board(rpc, args)
     return 0
 
 

@@ -20,7 +20,7 @@ SCHEMA_VERSION = 1
 
 ROLES = ("lead", "assist")
 RECIPIENTS = ("department", "duty_officer")
-DEADLINES = ("accept", "arrive")
+DEADLINES = ("accept", "arrive", "reply")
 RATINGS = ("satisfied", "basically_satisfied", "dissatisfied")
 ESCALATION_REASONS = (
     "crowd_size",
@@ -99,8 +99,12 @@ class OrderDispatched(OrderEvent):
     recipient = fields.String(required=True, validate=validate.OneOf(RECIPIENTS))
     tier = fields.Integer(required=True)
     accept_by = fields.AwareDateTime(required=True)
-    arrive_by = fields.AwareDateTime(required=True)
+    # help and emergency orders have an arrival deadline; the others a reply one
+    arrive_by = fields.AwareDateTime(allow_none=True, load_default=None)
+    reply_by = fields.AwareDateTime(allow_none=True, load_default=None)
     replaces = fields.String(allow_none=True, load_default=None)
+    cause = fields.String(allow_none=True, load_default=None)
+    duty_officers = fields.List(fields.String(), load_default=list)
 
 
 class DispatchedOrder(Schema):
@@ -118,6 +122,7 @@ class DispatchedOrder(Schema):
     at = fields.AwareDateTime(required=True)
     accept_by = fields.AwareDateTime(required=True)
     arrive_by = fields.AwareDateTime(allow_none=True, load_default=None)
+    reply_by = fields.AwareDateTime(allow_none=True, load_default=None)
     replaces = fields.String(allow_none=True, load_default=None)
 
 
@@ -202,6 +207,69 @@ class IncidentAssignedDown(Envelope):
     at = fields.AwareDateTime(required=True)
 
 
+CHANGEABLE = (
+    "category",
+    "request_type",
+    "crowd_size",
+    "casualties",
+    "grade",
+    "title",
+    "description",
+)
+INCIDENT_STATUSES = ("open", "closed", "transferred")
+
+
+class IncidentUpdated(Envelope):
+    """An operator changed the case (CONTRACT.md section 7): each changed
+    field's old and new value, and the facts as they now stand."""
+
+    incident_id = fields.String(required=True)
+    changes = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANGEABLE)), required=True)
+    reason = fields.String(required=True)
+    operator = fields.String(required=True)
+    category = fields.String(required=True)
+    request_type = fields.String(required=True)
+    crowd_size = fields.Integer(allow_none=True, load_default=None)
+    casualties = fields.Integer(allow_none=True, load_default=None)
+    grade = fields.String(allow_none=True, load_default=None)
+    town = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class IncidentClosed(Envelope):
+    """结案: every order done, cancelled or returned; the written summary."""
+
+    incident_id = fields.String(required=True)
+    town = fields.String(required=True)
+    summary = fields.Dict(required=True)
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class IncidentReopened(Envelope):
+    incident_id = fields.String(required=True)
+    town = fields.String(required=True)
+    reason = fields.String(required=True)
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class OrderCancelled(OrderEvent):
+    """Withdrawn (sent by mistake, reclassified, reassigned): never counted
+    against the department."""
+
+    reason = fields.String(required=True)
+    cause = fields.String(required=True)  # cancelled, reclassified, reassigned
+    replaced_by = fields.String(allow_none=True, load_default=None)
+
+
+class OrderUrged(OrderEvent):
+    """催办: counted in assessment."""
+
+    note = fields.String(required=True)
+    automatic = fields.Boolean(load_default=False)  # urged by the deadline scan
+
+
 class SatisfactionRecorded(Envelope):
     incident_id = fields.String(required=True)
     rating = fields.String(required=True, validate=validate.OneOf(RATINGS))
@@ -212,6 +280,9 @@ class SatisfactionRecorded(Envelope):
 CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
     ("intake", "incident_received"): IncidentReceived,
     ("intake", "incident_transferred"): IncidentTransferred,
+    ("intake", "incident_updated"): IncidentUpdated,
+    ("intake", "incident_closed"): IncidentClosed,
+    ("intake", "incident_reopened"): IncidentReopened,
     ("dispatch", "order_dispatched"): OrderDispatched,
     ("dispatch", "orders_dispatched"): OrdersDispatched,
     ("dispatch", "order_accepted"): OrderAccepted,
@@ -221,6 +292,8 @@ CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
     ("dispatch", "order_completed"): OrderCompleted,
     ("dispatch", "order_overdue"): OrderOverdue,
     ("dispatch", "reinforcement_requested"): ReinforcementRequested,
+    ("dispatch", "order_cancelled"): OrderCancelled,
+    ("dispatch", "order_urged"): OrderUrged,
     ("escalation", "incident_escalated"): IncidentEscalated,
     ("escalation", "incident_assigned_down"): IncidentAssignedDown,
     ("assessment", "satisfaction_recorded"): SatisfactionRecorded,

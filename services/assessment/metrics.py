@@ -2,7 +2,7 @@
 
 The two gauges are recomputed from the database by a timer over a trailing
 window, by one instance per interval, and the values saved for the others
-(service.py), so every instance reports the same values; a department appears
+(gauges.py), so every instance reports the same values; a department appears
 once it has data and disappears when it no longer has any.
 """
 

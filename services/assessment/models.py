@@ -61,6 +61,8 @@ class OrderRecordRow(Base):
     returned_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     accept_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     arrive_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    cancelled_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    urges: Mapped[int] = mapped_column(Integer, server_default="0")  # 催办, counted
 
 
 class CommandMoveRow(Base):

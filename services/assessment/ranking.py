@@ -30,8 +30,8 @@ over the terms with data, with U the units' score, w_u = 0.8 and w_t = 0.2
 towns but give no weights). As in `scoring.py`, a term without data drops out
 and the other is scaled up, so missing data neither helps nor hurts; a center
 with neither has no score (None). S is rounded to 2 decimals. Urges and
-overdue orders are shown but not scored again: an overdue order already lowers
-U through the on-time rates, and the deadline scan urges every overdue order.
+overdue orders are shown but not scored again: both already lower U (an
+overdue order through the on-time rates, an urge through u).
 
 Rank: exactly as `scoring.rank` ranks departments: 1 is the best, equal
 (rounded) scores share a rank and the next one skips (1, 2, 2, 4); centers

@@ -12,6 +12,12 @@ record; rates are computed from these stored facts only when asked
 (services/assessment/scoring.py). Nothing waits for an earlier event: an
 `order_accepted` met before its `order_dispatched` simply starts the record.
 
+An urge (催办, `order_urged`) is the one repeatable event: an order may be
+urged many times, so urges are counted, not merged (`add_urge`). The count
+is exact because each urge is applied once per event id: by the entrypoint
+(its processed events, in the same transaction), or by `Ledger` in memory.
+Whatever the order of arrival, the count is the number of distinct urges.
+
 A rating (回访) is one per incident: the latest (`at`, then `event_id` to break
 a tie) wins, whoever applies it first (`is_newer`).
 
@@ -35,6 +41,7 @@ ORDER_EVENTS = (
     "order_reported",
     "order_completed",
     "order_overdue",
+    "order_cancelled",
 )
 # what happens to an order after its dispatch, one event each
 LIFECYCLE_EVENTS = ORDER_EVENTS[1:]
@@ -51,6 +58,7 @@ _DONE_AT = {
     "order_arrived": "arrived_at",
     "order_reported": "reported_at",
     "order_completed": "completed_at",
+    "order_cancelled": "cancelled_at",  # any cause: cancelled, reclassified, reassigned
 }
 
 
@@ -81,6 +89,12 @@ class OrderRecord:
     returned_at: datetime | None = None
     accept_overdue_at: datetime | None = None  # when dispatch announced it overdue
     arrive_overdue_at: datetime | None = None
+    cancelled_at: datetime | None = None  # withdrawn or reassigned: never counted
+    urges: int = 0  # 催办: distinct `order_urged` events
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancelled_at is not None
 
     @property
     def returned(self) -> bool:
@@ -109,7 +123,8 @@ class OrderRecord:
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> OrderRecord:
-        return cls(**{name: values.get(name) for name in RECORD_FIELDS})
+        """A record of merged facts; a field no event has set keeps its default."""
+        return cls(**{name: values[name] for name in RECORD_FIELDS if values.get(name) is not None})
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(OrderRecord))
@@ -173,7 +188,7 @@ def order_facts(event_type: str, event: Mapping[str, Any]) -> dict[str, Any]:
         facts[f"{event['deadline']}_overdue_at"] = event["at"]
     elif event_type in _DONE_AT:
         facts[_DONE_AT[event_type]] = event["at"]
-    else:
+    elif event_type != "order_urged":  # an urge is counted by `add_urge`
         raise ValueError(f"{event_type} is not an order event")
     return facts
 
@@ -220,6 +235,15 @@ def merge(current: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[s
     return merged
 
 
+def add_urge(current: Mapping[str, Any] | None, facts: Mapping[str, Any]) -> dict[str, Any]:
+    """`current` with one more urge (`facts`: the `order_urged` event's
+    `order_facts`). Not idempotent on purpose: the caller applies each urge
+    once, by its event id."""
+    merged = merge(current, facts)
+    merged["urges"] = merged.get("urges", 0) + 1
+    return merged
+
+
 def is_newer(candidate: Rating, current: Rating | None) -> bool:
     """Whether `candidate` replaces `current` as the incident's one rating."""
     if current is None:
@@ -263,6 +287,7 @@ class Ledger:
     orders: dict[str, dict[str, Any]] = field(default_factory=dict)
     moves: dict[str, CommandMove] = field(default_factory=dict)
     ratings: dict[str, Rating] = field(default_factory=dict)
+    urges_applied: set[str] = field(default_factory=set)  # event ids, as the entrypoint keeps
 
     def apply(self, source: str, event_type: str, event: Mapping[str, Any]) -> None:
         """Apply one event that has been loaded through its contract."""
@@ -272,6 +297,11 @@ class Ledger:
                 self._merge(order_facts("order_dispatched", order))
         elif source == "dispatch" and event_type in LIFECYCLE_EVENTS:
             self._merge(order_facts(event_type, event))
+        elif (source, event_type) == ("dispatch", "order_urged"):
+            if event["event_id"] not in self.urges_applied:  # once per event, as the entrypoint
+                self.urges_applied.add(event["event_id"])
+                facts = order_facts(event_type, event)
+                self.orders[facts["order_id"]] = add_urge(self.orders.get(facts["order_id"]), facts)
         elif source == "escalation" and event_type in (
             "incident_escalated",
             "incident_assigned_down",

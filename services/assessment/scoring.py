@@ -13,8 +13,18 @@ Scope
 -----
 For a center C and a window [since, until), a department D of C is judged on its work orders at C
 dispatched in the window: O = the records with center C, department D and
-since ≤ dispatched_at < until. An order whose `order_dispatched` has not
-reached assessment yet has no `dispatched_at` and counts once it has.
+since ≤ dispatched_at < until, not cancelled. An order whose
+`order_dispatched` has not reached assessment yet has no `dispatched_at` and
+counts once it has.
+
+A cancelled order (`order_cancelled`, whatever its cause: cancelled by an
+operator, reclassified away, reassigned to another unit) never counts against
+its department: it leaves O altogether, so it is no order, no return, not
+judged for any deadline, not overdue, not in completion, and its urges do not
+count; nor does it make its department count the incident (a group's first
+order, below, is its first order not cancelled). A reassigned order is thus
+not a return; the new order counts for the unit it went to. Cancellation wins
+over every other fact of the order, whenever it arrives.
 
 Incidents are counted once per department (and once per center, for the
 report's totals): on the department's first order of the incident, the least
@@ -43,6 +53,13 @@ Indicators (each in [0, 1], or None when there is no data)
       c = completed orders / orders not returned
 - returns (退单)
       r = max(0, 1 - returned orders / orders)
+- urges (催办)
+      u = max(0, 1 - urges / orders not returned),
+  urges: every `order_urged` of an order in O not returned, by an operator
+  or by the deadline scan, each counted once (records.add_urge); an order
+  urged twice counts twice. A returned order is judged by r alone, as for
+  completion and satisfaction, so a department that returned everything has
+  no u.
 
 On time, for each deadline (acceptance: `accepted_at` against `accept_by`;
 arrival: `arrived_at` against `arrive_by`), an order is
@@ -64,11 +81,13 @@ Score
     S = 100 × Σ w_k·x_k / Σ w_k, summed over the indicators k that have data,
 
 with the weights w of the network file (`assessment.weights`: satisfaction,
-accepted_on_time, arrived_on_time, completion, returns; they add up to 1).
-An indicator without data (no rating yet, nothing judged yet, everything
-returned) drops out and the other weights are scaled up, so missing data
-neither helps nor hurts. A department with no orders has no score (None), as
-has one whose indicators with data all weigh 0. S is rounded to 2 decimals.
+accepted_on_time, arrived_on_time, completion, returns; they add up to 1)
+and the weight of u, `URGES_WEIGHT` = 0.1 (the network file does not set it
+yet), so Σ w = 1.1 when every indicator has data. An indicator without data
+(no rating yet, nothing judged yet, everything returned) drops out and the
+other weights are scaled up, so missing data neither helps nor hurts. A
+department with no orders has no score (None), as has one whose indicators
+with data all weigh 0. S is rounded to 2 decimals.
 
 Rank: 1 is the best score in the center. Equal (rounded) scores share a rank
 and the next rank skips (1, 2, 2, 4). Departments without a score come last,
@@ -77,26 +96,30 @@ all sharing the rank after the last scored one.
 Worked example
 --------------
 Weights: satisfaction 0.4, accepted on time 0.2, arrived on time 0.2,
-completion 0.1, returns 0.1 (the sample network's).
+completion 0.1, returns 0.1 (the sample network's), urges 0.1.
 
-Water utility (水务营业所): 10 orders. 2 were returned within the acceptance
-deadline without being accepted, so they are judged neither for acceptance
-nor for arrival. Of the other 8: 6 accepted on time and 2 late; 7 arrived on
-time and 1 late; 6 completed, 2 still on scene. 5 of those 8 incidents were
-rated: 3 satisfied, 1 basically satisfied, 1 dissatisfied (a rating of one of
-the 2 returned incidents does not count for the water utility).
+Water utility (水务营业所): 11 orders. One, urged once, was reassigned to the
+power supply before it was accepted: cancelled, it counts nothing (not an
+order, not a return, not its urge), which leaves 10. 2 were returned within
+the acceptance deadline without being accepted, so they are judged neither
+for acceptance nor for arrival. Of the other 8: 6 accepted on time and 2
+late; 7 arrived on time and 1 late; 6 completed, 2 still on scene. The 2
+late ones were urged, one of them twice: 3 urges of 8 orders kept. 5 of those 8 incidents
+were rated: 3 satisfied, 1 basically satisfied, 1 dissatisfied (a rating of
+one of the 2 returned incidents does not count for the water utility).
 
     s = 4/5 = 0.8    a = 6/8 = 0.75    v = 7/8 = 0.875
-    c = 6/8 = 0.75   r = 1 - 2/10 = 0.8
-    S = 100 × (0.4×0.8 + 0.2×0.75 + 0.2×0.875 + 0.1×0.75 + 0.1×0.8) / 1
-      = 100 × (0.32 + 0.15 + 0.175 + 0.075 + 0.08) = 80.00
+    c = 6/8 = 0.75   r = 1 - 2/10 = 0.8   u = 1 - 3/8 = 0.625
+    S = 100 × (0.4×0.8 + 0.2×0.75 + 0.2×0.875 + 0.1×0.75 + 0.1×0.8 + 0.1×0.625) / 1.1
+      = 100 × (0.32 + 0.15 + 0.175 + 0.075 + 0.08 + 0.0625) / 1.1 = 78.41
 
-Power supply (供电所): 4 orders, all accepted on time, 3 on scene on time and
-1 late, all completed, none returned, none rated yet.
+Power supply (供电所): 4 orders (one of them the reassigned order), all
+accepted on time, 3 on scene on time and 1 late, all completed, none
+returned, none urged, none rated yet.
 
-    s = None   a = 1   v = 0.75   c = 1   r = 1
-    S = 100 × (0.2×1 + 0.2×0.75 + 0.1×1 + 0.1×1) / (0.2 + 0.2 + 0.1 + 0.1)
-      = 100 × 0.55 / 0.6 = 91.67
+    s = None   a = 1   v = 0.75   c = 1   r = 1   u = 1
+    S = 100 × (0.2×1 + 0.2×0.75 + 0.1×1 + 0.1×1 + 0.1×1) / (0.2 + 0.2 + 0.1 + 0.1 + 0.1)
+      = 100 × 0.65 / 0.7 = 92.86
 
 Fire team (专职消防队): no orders, S = None.
 
@@ -112,7 +135,23 @@ from typing import Any
 
 from services.assessment.records import CommandMove, OrderRecord
 
-INDICATORS = ("satisfaction", "accepted_on_time", "arrived_on_time", "completion", "returns")
+INDICATORS = (
+    "satisfaction",
+    "accepted_on_time",
+    "arrived_on_time",
+    "completion",
+    "returns",
+    "urges",
+)
+# The weight of u where the network file sets none: shared/network.py reads
+# only the five others (adding up to 1), so Σ w is 1.1 with the sample's.
+URGES_WEIGHT = 0.1
+
+
+def scored_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    """The weights the score uses: the network's, and `URGES_WEIGHT` for u
+    unless they give one."""
+    return {**weights, "urges": weights.get("urges", URGES_WEIGHT)}
 
 
 @dataclass(frozen=True)
@@ -140,7 +179,7 @@ class Counts:
     returns: int = 0
     overdue: int = 0
     escalated: int = 0
-    urges: int = 0  # 催办: counted once dispatch announces urges
+    urges: int = 0  # 催办: the urges of the counted orders not returned
     rated_satisfied: int = 0
     rated_basically_satisfied: int = 0
     rated_dissatisfied: int = 0
@@ -203,15 +242,22 @@ class Figures:
     def return_rate(self) -> float | None:
         return _ratio(self.returns, self.orders)
 
+    @property
+    def urge_rate(self) -> float | None:
+        """Urges per order not returned (may exceed 1: an order can be urged again)."""
+        return _ratio(self.urges, self.orders - self.returns)
+
     def indicators(self) -> dict[str, float | None]:
-        """The five scored indicators, each in [0, 1] or None without data."""
+        """The six scored indicators, each in [0, 1] or None without data."""
         returns = None if self.return_rate is None else max(0.0, 1.0 - self.return_rate)
+        urges = None if self.urge_rate is None else max(0.0, 1.0 - self.urge_rate)
         return {
             "satisfaction": self.satisfaction_rate,
             "accepted_on_time": self.accepted_on_time_rate,
             "arrived_on_time": self.arrived_on_time_rate,
             "completion": self.completion_rate,
             "returns": returns,
+            "urges": urges,
         }
 
     def as_row(self) -> dict[str, Any]:
@@ -222,6 +268,7 @@ class Figures:
             arrived_on_time_rate=self.arrived_on_time_rate,
             completion_rate=self.completion_rate,
             return_rate=self.return_rate,
+            urge_rate=self.urge_rate,
         )
         return row
 
@@ -273,7 +320,9 @@ def _micros(start: datetime | None, end: datetime | None) -> int | None:
 
 def order_counts(record: OrderRecord, share: Share | None) -> Counts:
     """One dispatched order's share of the counts; `share` when it is its
-    group's first order (`shares`)."""
+    group's first order (`shares`). A cancelled order counts nothing."""
+    if record.cancelled:
+        return Counts()
     accept = deadline_outcome(
         record.accepted_at, record.accept_by, record.returned_at, record.accept_overdue_at
     )
@@ -295,6 +344,7 @@ def order_counts(record: OrderRecord, share: Share | None) -> Counts:
         returns=int(record.returned),
         overdue=int(record.overdue),
         escalated=int(share is not None and share.escalated),
+        urges=0 if record.returned else record.urges,  # a return is scored by r
         rated_satisfied=int(rating == "satisfied"),
         rated_basically_satisfied=int(rating == "basically_satisfied"),
         rated_dissatisfied=int(rating == "dissatisfied"),
@@ -316,14 +366,14 @@ def shares(
 ) -> dict[str, Share]:
     """The first order of each group, by order id, with the group's share.
 
-    A group is an incident's dispatched orders at one (center, department),
-    or at one center when not `by_department`; its first order is the least
-    (dispatched_at, order_id). `escalated` holds (incident, center) pairs
+    A group is an incident's dispatched orders not cancelled at one (center,
+    department), or at one center when not `by_department`; its first order
+    is the least (dispatched_at, order_id). `escalated` holds (incident, center) pairs
     whose command moved up from that center (`escalations`).
     """
     groups: dict[tuple, list[OrderRecord]] = {}
     for record in records:
-        if record.dispatched_at is None:
+        if record.dispatched_at is None or record.cancelled:
             continue
         key = (record.incident_id, record.center) + ((record.department,) if by_department else ())
         groups.setdefault(key, []).append(record)
@@ -446,7 +496,9 @@ def figures_of(counts: Counts, weights: Mapping[str, float]) -> Figures:
 def weighted_score(
     indicators: Mapping[str, float | None], weights: Mapping[str, float]
 ) -> float | None:
-    """S = 100 × Σ w·x / Σ w over the indicators with data; None without any."""
+    """S = 100 × Σ w·x / Σ w over the indicators with data; None without any.
+    `weights` as the network gives them (`scored_weights`)."""
+    weights = scored_weights(weights)
     present = [k for k in INDICATORS if indicators.get(k) is not None]
     total_weight = sum(weights[k] for k in present)
     if not present or total_weight <= 0:

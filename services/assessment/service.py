@@ -12,13 +12,14 @@ the formula (scoring.py, where it is written out).
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 from typing import Any
 
 from nameko.dependency_providers import Config
 
-from services.assessment import store
-from services.assessment.metrics import publish, rated
+from services.assessment import gauges, store
+from services.assessment.gauges import GAUGE_REFRESH_S
+from services.assessment.metrics import rated
 from services.assessment.models import Base, outbox, processed_events
 from services.assessment.records import (
     Rating,
@@ -28,13 +29,7 @@ from services.assessment.records import (
     order_facts,
     rating_from_event,
 )
-from services.assessment.scoring import (
-    WHOLE_CENTER,
-    Counts,
-    assess_counts,
-    gauge_values,
-    trailing_days,
-)
+from services.assessment.scoring import WHOLE_CENTER, Counts, assess_counts, scored_weights
 from shared.auth import area, may_steer, require
 from shared.db import Database, UnitOfWork
 from shared.dependencies import Authentication, NetworkProvider, api
@@ -48,9 +43,6 @@ from shared.retention import Retention
 from shared.timers import every
 
 log = logging.getLogger(__name__)
-
-GAUGE_REFRESH_S = 15.0
-GAUGE_DAYS = 30
 
 
 class AssessmentService:
@@ -95,6 +87,15 @@ class AssessmentService:
     @handles("dispatch", "order_overdue")
     def on_order_overdue(self, event: dict, tx: UnitOfWork) -> None:
         store.merge_order(tx, order_facts("order_overdue", event), self._timezone)
+
+    @handles("dispatch", "order_cancelled")
+    def on_order_cancelled(self, event: dict, tx: UnitOfWork) -> None:
+        store.merge_order(tx, order_facts("order_cancelled", event), self._timezone)
+
+    @handles("dispatch", "order_urged")
+    def on_order_urged(self, event: dict, tx: UnitOfWork) -> None:
+        """Counted, not merged: the entrypoint applies each urge once."""
+        store.urge_order(tx, order_facts("order_urged", event), self._timezone)
 
     @handles("escalation", "incident_escalated")
     def on_incident_escalated(self, event: dict, tx: UnitOfWork) -> None:
@@ -175,7 +176,7 @@ class AssessmentService:
             "since": since,
             "until": until,
             "as_of": result["as_of"],
-            "weights": dict(self.network.weights),
+            "weights": scored_weights(self.network.weights),
             "rows": result["rows"],
             "totals": result["totals"],
         }
@@ -224,26 +225,6 @@ class AssessmentService:
     @every("ASSESSMENT_GAUGES_S", GAUGE_REFRESH_S)
     def refresh_gauges(self) -> None:
         """Scores and satisfaction over the 30 local days ending today, for
-        departments with data. One instance per interval counts them (one
-        aggregate over the day counts) and saves the values; the others show
-        the saved ones, so every instance reports the same and the cost does
-        not grow with instances or history."""
-        now = utcnow()
+        departments with data (gauges.py)."""
         interval = float(self.config.get("ASSESSMENT_GAUGES_S") or GAUGE_REFRESH_S)
-        with self.db.transaction() as tx:
-            # a little under the interval: the next tick of whoever refreshed wins
-            if store.claim_refresh(tx, now, timedelta(seconds=0.9 * interval)):
-                since, until = trailing_days(now, GAUGE_DAYS, self._timezone)
-                counted = store.window_counts(tx.session, self._timezone, since, until)
-                values = gauge_values(counted, self.network.departments_of, self.network.weights)
-                store.save_gauges(tx, values)
-            else:
-                values = store.saved_gauges(tx.session)
-        publish(
-            {(v["center"], v["department"]): v["score"] for v in values if v["score"] is not None},
-            {
-                (v["center"], v["department"]): v["satisfaction"]
-                for v in values
-                if v["satisfaction"] is not None
-            },
-        )
+        gauges.refresh(self.db, self.network, interval, utcnow())

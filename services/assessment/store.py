@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 from typing import Any
@@ -52,6 +52,7 @@ from services.assessment.records import (
     IncidentFacts,
     OrderRecord,
     Rating,
+    add_urge,
     is_newer,
     merge,
 )
@@ -134,9 +135,14 @@ def rights_case(session: Session, incident_id: str) -> Case | None:
     )
 
 
-def merge_order(tx: UnitOfWork, facts: dict[str, Any], timezone: tzinfo) -> None:
-    """Add one event's facts to its order's record (records.merge), and the
-    change to the day counts.
+def merge_order(
+    tx: UnitOfWork,
+    facts: dict[str, Any],
+    timezone: tzinfo,
+    combine: Callable[[Mapping[str, Any] | None, Mapping[str, Any]], dict] = merge,
+) -> None:
+    """Add one event's facts to its order's record (records.merge; for an
+    urge, records.add_urge), and the change to the day counts.
 
     The first event of an order starts the record with its facts; a later one
     writes only the fields that changed. The incident is locked first
@@ -145,9 +151,9 @@ def merge_order(tx: UnitOfWork, facts: dict[str, Any], timezone: tzinfo) -> None
     before = _open(tx, facts["incident_id"])
     current = before.records.get(facts["order_id"])
     values = asdict(current) if current else None
-    merged = merge(values, facts)
+    merged = asdict(OrderRecord.from_mapping(combine(values, facts)))
     if values is None:
-        tx.session.execute(insert(records), {name: merged.get(name) for name in RECORD_FIELDS})
+        tx.session.execute(insert(records), merged)
     else:
         changed = {name: value for name, value in merged.items() if values[name] != value}
         if not changed:
@@ -155,9 +161,14 @@ def merge_order(tx: UnitOfWork, facts: dict[str, Any], timezone: tzinfo) -> None
         tx.session.execute(
             update(records).where(records.c.order_id == facts["order_id"]).values(**changed)
         )
-    record = OrderRecord.from_mapping(merged)
+    record = OrderRecord(**merged)
     after = replace(before, records={**before.records, record.order_id: record})
     _add_change(tx, before, after, timezone)
+
+
+def urge_order(tx: UnitOfWork, facts: dict[str, Any], timezone: tzinfo) -> None:
+    """Count one more urge of the order (called once per `order_urged`)."""
+    merge_order(tx, facts, timezone, add_urge)
 
 
 def add_move(tx: UnitOfWork, move: CommandMove, timezone: tzinfo) -> None:
@@ -511,6 +522,8 @@ def _seeded_record(generate: random.Random, key: str, center: str, department: s
         "returned_at": returned,
         "accept_overdue_at": None,
         "arrive_overdue_at": None,
+        "cancelled_at": None,
+        "urges": 0,
     }
 
 

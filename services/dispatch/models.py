@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import Id, UtcDateTime, plumbing_tables
@@ -30,6 +30,8 @@ class DispatchIncident(Base):
     casualties: Mapped[int | None] = mapped_column(Integer, nullable=True)
     grade: Mapped[str | None] = mapped_column(String(3), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    title: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open or closed
 
 
 class WorkOrder(Base):
@@ -52,18 +54,22 @@ class WorkOrder(Base):
     status: Mapped[str] = mapped_column(String(16), index=True)
     dispatched_at: Mapped[datetime] = mapped_column(UtcDateTime)
     accept_by: Mapped[datetime] = mapped_column(UtcDateTime)
-    arrive_by: Mapped[datetime] = mapped_column(UtcDateTime)
+    arrive_by: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reply_by: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     accepted_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     arrived_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     accept_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     arrive_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    reply_overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
     overdue: Mapped[bool] = mapped_column(Boolean, default=False)
     returns: Mapped[int] = mapped_column(Integer, default=0)
     replaces: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    cause: Mapped[str] = mapped_column(
-        String(32)
-    )  # why it was sent: initial, reroute, escalation...
+    # why it was sent: initial, reroute, the reason command moved, added, reassigned...
+    cause: Mapped[str] = mapped_column(String(32))
+    # 值班: the duty officers' names when the order went to the duty officer
+    duty_officers: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    urges: Mapped[int] = mapped_column(Integer, default=0)  # 催办, by operators or the scan
 
 
 class OrderHistory(Base):
@@ -79,6 +85,19 @@ class OrderHistory(Base):
     operator: Mapped[str | None] = mapped_column(String(64), nullable=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime)
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DutyRoster(Base):
+    """值班表: a center's leader on duty and duty officers for one duty day."""
+
+    __tablename__ = "duty_rosters"
+
+    center: Mapped[str] = mapped_column(String(32), primary_key=True)
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    leader: Mapped[dict] = mapped_column(JSON)  # {"name", "phone"}
+    officers: Mapped[list[dict]] = mapped_column(JSON)  # [{"name", "phone"}, ...]
+    set_by: Mapped[str] = mapped_column(String(64))
+    set_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)

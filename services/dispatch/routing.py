@@ -1,4 +1,5 @@
-"""Who gets an order, through whom, and by when (CONTRACT.md section 5, rules 1–4).
+"""Who gets an order, through whom, and by when (CONTRACT.md section 5, rules 1–4,
+and section 7: request types, added and reassigned orders, reclassification).
 
 Plain functions over the network: no broker, no database.
 """
@@ -7,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, timedelta
 
 from shared.network import Category, Department, Network
+
+# Request types that send a unit to the scene: they keep rule 3's arrival
+# deadline; every other type (consultation, complaint...) gets a reply one.
+ON_SCENE_TYPES = ("help", "emergency")
+MAX_CALENDAR_DAYS = 366 * 2  # a calendar with no working day for that long is broken
 
 
 @dataclass(frozen=True)
@@ -22,7 +28,20 @@ class PlannedOrder:
     tier: int
     dispatched_at: datetime
     accept_by: datetime
-    arrive_by: datetime
+    arrive_by: datetime | None  # help and emergency only
+    reply_by: datetime | None = None  # the other request types
+    duty_day: date | None = None  # whose roster's duty officers receive it (值班)
+
+
+def duty_day(network: Network, at: datetime) -> date:
+    """The duty day (值班日) `at` falls in: a roster's day runs from the start
+    of that date's working hours to the next morning's, as a duty room hands
+    over, so 02:00 on the 28th is still the 27th's night duty."""
+    local = at.astimezone(network.timezone)
+    start = min(start for start, _ in network.calendar.working_hours)
+    if local.time().replace(tzinfo=None) < start:
+        return local.date() - timedelta(days=1)
+    return local.date()
 
 
 def recipient_for(department: Department, network: Network, at: datetime) -> str:
@@ -32,20 +51,56 @@ def recipient_for(department: Department, network: Network, at: datetime) -> str
     return "duty_officer"
 
 
+def reply_deadline(network: Network, at: datetime) -> datetime:
+    """The end of the working day `reply_workdays` working days after `at`'s
+    day, on the network's calendar and in its timezone.
+
+    The day of dispatch is not counted, whatever the hour: a consultation
+    received on Friday 2026-11-27 at 19:00 with `reply_workdays: 5` is due
+    Friday 2026-12-04 at 17:30 (the last end of the working hours), and so is
+    one received that Friday at 09:00. Holidays are skipped and worked
+    weekend days (调休) count.
+    """
+    local = at.astimezone(network.timezone)
+    day, left = local.date(), network.reply_workdays
+    for _ in range(MAX_CALENDAR_DAYS):
+        day += timedelta(days=1)
+        if network.calendar.is_working_day(day):
+            left -= 1
+            if left == 0:
+                return _end_of_working_day(network, day)
+    raise ValueError(f"no {network.reply_workdays} working days after {local.date()}")
+
+
+def _end_of_working_day(network: Network, day: date) -> datetime:
+    end = max(end for _, end in network.calendar.working_hours)
+    return datetime.combine(day, end, tzinfo=network.timezone)
+
+
 def plan(
-    department: Department, role: str, served_role: str, network: Network, at: datetime
+    department: Department,
+    role: str,
+    served_role: str,
+    network: Network,
+    at: datetime,
+    request_type: str = "help",
 ) -> PlannedOrder:
-    """Rule 3: the clocks start at dispatch, whoever receives the order."""
+    """Rule 3: the clocks start at dispatch, whoever receives the order; only
+    help and emergency orders must reach the scene, the others must reply."""
+    on_scene = request_type in ON_SCENE_TYPES
+    recipient = recipient_for(department, network, at)
     return PlannedOrder(
         department=department.code,
         center=department.center,
         role=role,
         served_role=served_role,
-        recipient=recipient_for(department, network, at),
+        recipient=recipient,
         tier=department.tier,
         dispatched_at=at,
         accept_by=at + network.deadlines.accept,
-        arrive_by=at + network.deadlines.arrive(department.tier),
+        arrive_by=at + network.deadlines.arrive(department.tier) if on_scene else None,
+        reply_by=None if on_scene else reply_deadline(network, at),
+        duty_day=duty_day(network, at) if recipient == "duty_officer" else None,
     )
 
 
@@ -63,6 +118,7 @@ def route(
     at: datetime,
     skip: Iterable[str] = (),
     covered: Iterable[str] = (),
+    request_type: str = "help",
 ) -> list[PlannedOrder]:
     """Rule 1 (谁主管谁负责): one lead order and one per assisting role, all at once.
 
@@ -83,7 +139,7 @@ def route(
         if department is None:
             continue
         taken.add(department.code)
-        orders.append(plan(department, role, served, network, at))
+        orders.append(plan(department, role, served, network, at, request_type))
     return orders
 
 
@@ -93,6 +149,7 @@ def neighbour_assists(
     network: Network,
     at: datetime,
     skip: Iterable[str] = (),
+    request_type: str = "help",
 ) -> list[PlannedOrder]:
     """Neighbour towns' units of the lead role join as assists (相邻镇联动)."""
     taken = set(skip)
@@ -101,7 +158,7 @@ def neighbour_assists(
         department = first_holder(network, town, category.lead, taken)
         if department is not None:
             taken.add(department.code)
-            orders.append(plan(department, "assist", category.lead, network, at))
+            orders.append(plan(department, "assist", category.lead, network, at, request_type))
     return orders
 
 
@@ -112,29 +169,78 @@ def reroute(
     network: Network,
     at: datetime,
     tried: Iterable[str],
+    request_type: str = "help",
 ) -> PlannedOrder | None:
     """Rule 4: a returned order goes to the next holder of the role in the same
     center; None when every holder has had it (all returned → parent center)."""
     department = first_holder(network, center, served_role, tried)
     if department is None:
         return None
-    return plan(department, role, served_role, network, at)
+    return plan(department, role, served_role, network, at, request_type)
+
+
+def added(
+    department: Department,
+    category: Category | None,
+    network: Network,
+    at: datetime,
+    request_type: str = "help",
+) -> PlannedOrder:
+    """One more unit at the operator's judgement (同时指令相关部门), always an
+    assist: it serves the first of its roles the category asks for, else its
+    first role."""
+    needed = (category.lead, *category.assist) if category else ()
+    served = next((r for r in department.roles if r in needed), department.roles[0])
+    return plan(department, "assist", served, network, at, request_type)
+
+
+@dataclass(frozen=True)
+class Reclassification:
+    cancel: tuple[str, ...]  # open orders whose role the new category does not need
+    covered: frozenset[str]  # roles still served by an open order: no new order for them
+
+
+def reclassify(category: Category, open_orders: Iterable[tuple[str, str, str]]) -> Reclassification:
+    """A new category re-routes (CONTRACT.md section 7). `open_orders` are
+    (order_id, served_role, cause) of the incident's open orders. Those serving
+    a role the new category does not need are cancelled, except orders the
+    operators added themselves (`added`): their judgement stands. Roles the
+    category needs and no open order serves get orders (`route(...,
+    covered=...)` at the center in command).
+    """
+    needed = {category.lead, *category.assist} - {""}
+    cancel, covered = [], set()
+    for order_id, served_role, cause in open_orders:
+        if served_role in needed or cause == "added":
+            covered.add(served_role)
+        else:
+            cancel.append(order_id)
+    return Reclassification(tuple(cancel), frozenset(covered & needed))
+
+
+# The statuses in which each deadline is still owed.
+OWED = {
+    "accept": ("dispatched",),
+    "arrive": ("dispatched", "accepted"),
+    "reply": ("dispatched", "accepted", "on_scene"),
+}
 
 
 def missed_deadlines(
     status: str,
-    accept_by: datetime,
-    arrive_by: datetime,
-    accept_overdue_at: datetime | None,
-    arrive_overdue_at: datetime | None,
+    due: dict[str, datetime | None],
+    marked: dict[str, datetime | None],
     now: datetime,
 ) -> list[tuple[str, datetime]]:
-    """Deadlines an order has missed and not yet been marked overdue for."""
+    """Deadlines (`accept`, `arrive`, `reply`: their due times in `due`, None
+    when the order has none) an order has missed and not yet been marked
+    overdue for (`marked`)."""
     missed = []
-    if status == "dispatched" and accept_overdue_at is None and now >= accept_by:
-        missed.append(("accept", accept_by))
-    if status in ("dispatched", "accepted") and arrive_overdue_at is None and now >= arrive_by:
-        missed.append(("arrive", arrive_by))
+    for deadline, statuses in OWED.items():
+        due_at = due.get(deadline)
+        if status in statuses and due_at is not None and marked.get(deadline) is None:
+            if now >= due_at:
+                missed.append((deadline, due_at))
     return missed
 
 

@@ -7,17 +7,20 @@ import logging
 from datetime import datetime
 
 from services.dispatch import deadlines, orders, routing, store
-from services.dispatch.lifecycle import STATUSES, next_status
+from services.dispatch.duty import DutyRoom
+from services.dispatch.lifecycle import next_status
 from services.dispatch.metrics import (
     ORDERS_RETURNED,
     DispatchSeries,
 )
 from services.dispatch.models import Base, DispatchIncident, WorkOrder, outbox, processed_events
+from services.dispatch.reading import Reading
+from services.dispatch.steering import Steering
 from shared import config
-from shared.auth import may_act_on_order, may_read, require
+from shared.auth import may_act_on_order, require
 from shared.db import Database, UnitOfWork
 from shared.dependencies import Authentication, NetworkProvider, api
-from shared.errors import RetryLater, ValidationError
+from shared.errors import RetryLater
 from shared.events import InvalidEvent, utcnow
 from shared.fields import require_count, require_text
 from shared.messaging import handles
@@ -41,7 +44,11 @@ OVERDUE_BATCH = 500
 DONE_AT = {"accept": "accepted_at", "arrive": "arrived_at", "complete": "completed_at"}
 
 
-class DispatchService:
+class DispatchService(Reading, Steering, DutyRoom):
+    """Entrypoints: routing and tracking here; reading orders (reading.py),
+    the operators' steering (steering.py) and the duty room (duty.py) are
+    mixed in."""
+
     name = "dispatch"
 
     db = Database(Base.metadata, outbox, processed_events)
@@ -63,10 +70,14 @@ class DispatchService:
             center=event["center"],
             grade=event["grade"],
             received_at=event["received_at"],
+            title=event["title"][:200],
+            status="open",
         )
         if not store.add_incident(tx, incident):
             return  # the same incident announced again: routed already
-        planned = routing.route(category, event["center"], self.network, utcnow())
+        planned = routing.route(
+            category, event["center"], self.network, utcnow(), request_type=event["request_type"]
+        )
         orders.send(tx, DispatchIncident(**incident), planned, "initial")
 
     @handles("escalation", "incident_escalated")
@@ -84,54 +95,19 @@ class DispatchService:
         if incident is None:
             raise RetryLater(f"incident {event['incident_id']} not yet received by dispatch")
         holding = store.departments_with_orders(tx.session, incident.incident_id)
-        now = utcnow()
+        now, kind = utcnow(), incident.request_type
         if event["reason"] == "neighbour":
             planned = routing.neighbour_assists(
-                category, event["assist_centers"], self.network, now, skip=holding
+                category, event["assist_centers"], self.network, now, holding, kind
             )
         else:
-            planned = routing.route(category, event["to_center"], self.network, now, skip=holding)
+            planned = routing.route(
+                category, event["to_center"], self.network, now, holding, request_type=kind
+            )
             incident.center = event["to_center"]
         orders.send(tx, incident, planned, event["reason"])
 
     # -- the order lifecycle (跟踪反馈) -----------------------------------
-
-    @api
-    def get_order(self, order_id: str) -> dict:
-        require_text("order_id", order_id, 64)
-        with self.db.read() as session:
-            order = store.order(session, order_id)
-            if not may_act_on_order(self.caller, order.center, order.department):
-                case = store.case(session, order.incident_id)
-                require(may_read(self.caller, self.network, case), f"order {order_id}")
-            return store.order_with_history(session, order)
-
-    @api
-    def holders(self, incident_id: str) -> list[list[str]]:
-        """[center, department] of every order on an incident (for other services' rights)."""
-        require_text("incident_id", incident_id, 64)
-        with self.db.read() as session:
-            return sorted(list(h) for h in store.holders(session, incident_id))
-
-    @api
-    def list_orders(
-        self,
-        incident_id: str | None = None,
-        center: str | None = None,
-        department: str | None = None,
-        status: str | None = None,
-        limit: int = 500,
-    ) -> list[dict]:
-        filters = {"incident_id": incident_id, "center": center, "department": department}
-        for name, value in filters.items():
-            require_text(name, value, 64, required=False)
-        if status is not None and status not in STATUSES:
-            raise ValidationError({"status": [f"must be one of {', '.join(STATUSES)}"]})
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 5000:
-            raise ValidationError({"limit": ["must be an integer from 1 to 5000"]})
-        visible = store.visible_to(self.caller, self.network)
-        with self.db.read() as session:
-            return store.list_orders(session, {**filters, "status": status}, limit, visible)
 
     @api(mutating=True)
     def accept(self, order_id: str) -> dict:
@@ -179,7 +155,13 @@ class DispatchService:
             incident = store.incident(tx.session, order.incident_id)
             tried = store.departments_with_orders(tx.session, order.incident_id, order.center)
             planned = routing.reroute(
-                order.served_role, order.role, order.center, self.network, now, tried
+                order.served_role,
+                order.role,
+                order.center,
+                self.network,
+                now,
+                tried,
+                incident.request_type,
             )
             sent = orders.send(
                 tx, incident, [planned] if planned else [], "reroute", replaces=order.order_id

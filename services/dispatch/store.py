@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session, aliased
 
 from services.dispatch.lifecycle import OPEN
 from services.dispatch.models import DispatchIncident, OrderHistory, WorkOrder
-from services.dispatch.routing import PlannedOrder
+from services.dispatch.routing import OWED, PlannedOrder
 from shared.auth import Caller, Case, area
 from shared.db import UnitOfWork, insert_new
 from shared.errors import NotFound
@@ -29,16 +29,19 @@ ORDER_FIELDS = (
     "returns",
     "replaces",
     "cause",
+    "duty_officers",
+    "urges",
 )
 ORDER_TIMES = (
     "dispatched_at",
     "accept_by",
     "arrive_by",
+    "reply_by",
     "accepted_at",
     "arrived_at",
     "completed_at",
 )
-FILTERS = ("incident_id", "center", "department", "status")
+FILTERS = ("incident_id", "center", "department", "status", "recipient", "overdue")
 _ADD_HISTORY = insert(OrderHistory.__table__)
 
 
@@ -74,6 +77,16 @@ def incident(session: Session, incident_id: str) -> DispatchIncident | None:
     return session.get(DispatchIncident, incident_id)
 
 
+def open_orders(session: Session, incident_id: str) -> list[WorkOrder]:
+    """The incident's open orders, locked, in the order they were sent."""
+    return session.scalars(
+        select(WorkOrder)
+        .where(WorkOrder.incident_id == incident_id, WorkOrder.status.in_(OPEN))
+        .order_by(WorkOrder.dispatched_at, WorkOrder.order_id)
+        .with_for_update()
+    ).all()
+
+
 def departments_with_orders(
     session: Session, incident_id: str, center: str | None = None
 ) -> set[str]:
@@ -93,9 +106,13 @@ def add_order(
     planned: PlannedOrder,
     cause: str,
     replaces: str | None,
+    sent: dict | None = None,
 ) -> bool:
     """Store a new order and its first history line; False when the incident
-    already has an order for that department at that center."""
+    already has an order for that department at that center. `sent` may name
+    the `operator` who sent it, a `detail` for the history (the cause by
+    default) and the `duty_officers` it reached."""
+    sent = sent or {}
     row = {
         "order_id": order_id,
         "incident_id": incident_id,
@@ -109,10 +126,13 @@ def add_order(
         "dispatched_at": planned.dispatched_at,
         "accept_by": planned.accept_by,
         "arrive_by": planned.arrive_by,
+        "reply_by": planned.reply_by,
         "overdue": False,
         "returns": 0,
+        "urges": 0,
         "replaces": replaces,
         "cause": cause,
+        "duty_officers": sent.get("duty_officers"),
     }
     if tx.session.execute(insert_new(tx.session, WorkOrder.__table__), row).rowcount != 1:
         return False
@@ -123,9 +143,9 @@ def add_order(
             "action": "dispatch",
             "status_from": None,
             "status_to": "dispatched",
-            "operator": None,
+            "operator": sent.get("operator"),
             "at": planned.dispatched_at,
-            "detail": cause,
+            "detail": sent.get("detail") or cause,
         },
     )
     return True
@@ -175,7 +195,13 @@ def list_orders(session: Session, filters: dict, limit: int, visible=None) -> li
     from `visible_to`), oldest first."""
     query = select(WorkOrder).order_by(WorkOrder.dispatched_at, WorkOrder.order_id).limit(limit)
     for name, value in filters.items():
-        if value is not None:
+        if value is None:
+            continue
+        if name == "open":
+            query = query.where(
+                WorkOrder.status.in_(OPEN) if value else ~WorkOrder.status.in_(OPEN)
+            )
+        else:
             query = query.where(getattr(WorkOrder, name) == value)
     if visible is not None:
         query = query.join(DispatchIncident).where(visible)
@@ -230,13 +256,14 @@ def overdue_candidates(session: Session, now: datetime, limit: int) -> list[Work
     """Open orders past a deadline not yet marked, oldest deadline first."""
     return session.scalars(
         select(WorkOrder)
-        .where(WorkOrder.status.in_(("dispatched", "accepted")))
+        .where(WorkOrder.status.in_(OPEN))
         .where(
             or_(
                 (WorkOrder.status == "dispatched")
                 & WorkOrder.accept_overdue_at.is_(None)
                 & (WorkOrder.accept_by <= now),
                 WorkOrder.arrive_overdue_at.is_(None) & (WorkOrder.arrive_by <= now),
+                WorkOrder.reply_overdue_at.is_(None) & (WorkOrder.reply_by <= now),
             )
         )
         .order_by(WorkOrder.accept_by, WorkOrder.order_id)
@@ -249,7 +276,7 @@ def claim_overdue(tx: UnitOfWork, order_id: str, deadline: str, now: datetime) -
     instance, and the order not accepted (or arrived) meanwhile."""
     column = getattr(WorkOrder, f"{deadline}_overdue_at")
     due = getattr(WorkOrder, f"{deadline}_by")
-    still_owed = ("dispatched",) if deadline == "accept" else ("dispatched", "accepted")
+    still_owed = OWED[deadline]
     claimed = tx.session.execute(
         update(WorkOrder)
         .where(

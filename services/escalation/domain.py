@@ -58,6 +58,7 @@ def incident_row(batch: dict, facts: rules.IncidentFacts) -> dict:
     return {
         "incident_id": batch["incident_id"],
         "source_system": batch["source_system"],
+        "request_type": batch["request_type"],
         "category": facts.category,
         "town": facts.town,
         "received_by": facts.center,

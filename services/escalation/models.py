@@ -28,6 +28,8 @@ class CommandState(Base):
     center: Mapped[str] = mapped_column(String(32), index=True)
     # who submitted it: a platform caller reads only its own incidents
     source_system: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # help and emergency incidents' lead orders move command when overdue
+    request_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
     crowd_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
     grade: Mapped[str | None] = mapped_column(String(3), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)

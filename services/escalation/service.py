@@ -15,14 +15,13 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Collection
-from datetime import datetime
 
 from services.escalation import domain, rules, store
 from services.escalation.metrics import count
 from services.escalation.models import Base, CommandState, outbox, processed_events
-from shared import config
+from services.escalation.overdue import OverdueChecks
 from shared.auth import may_read, require
-from shared.db import Database, UnitOfWork, is_transient
+from shared.db import Database, UnitOfWork
 from shared.dependencies import Authentication, NetworkProvider, api
 from shared.errors import InvalidTransition, NotFound, RetryLater
 from shared.events import utcnow
@@ -30,12 +29,11 @@ from shared.messaging import handles
 from shared.metrics import EntrypointMetrics
 from shared.outbox import Outbox
 from shared.retention import Retention
-from shared.timers import every
 
 log = logging.getLogger(__name__)
 
 
-class EscalationService:
+class EscalationService(OverdueChecks):
     name = "escalation"
 
     db = Database(Base.metadata, outbox, processed_events)
@@ -55,6 +53,16 @@ class EscalationService:
         if store.add_incident(tx, row) and decision is not None:
             self._decide(tx, self._locked(tx, event["incident_id"]), decision)
         store.watch(tx, domain.watched_orders(event))
+
+    @handles("intake", "incident_updated")
+    def on_incident_updated(self, event: dict, tx: UnitOfWork) -> None:
+        """New facts are judged again from the center now in command: a crowd
+        grown to the city's threshold puts the city in command in one step."""
+        self._require_incident(tx, event["incident_id"])
+        state = self._locked(tx, event["incident_id"])
+        facts = domain.facts({**event, "center": state.center}, self.network)
+        store.update_facts(state, event)
+        self._decide(tx, state, rules.initial_command(facts, self.network))
 
     @handles("dispatch", "order_accepted")
     def on_order_accepted(self, event: dict, tx: UnitOfWork) -> None:
@@ -95,64 +103,11 @@ class EscalationService:
         )
         self._decide(tx, state, decision, made, detail=f"{event['department']}: {event['reason']}")
 
-    @handles("dispatch", "order_overdue")
-    def on_order_overdue(self, event: dict, tx: UnitOfWork) -> None:
-        """A missed deadline starts its grace: checked again at due + `overdue_grace`."""
-        self._require_incident(tx, event["incident_id"])
-        store.watch(tx, [domain.watched_order(event)])
-        order = store.watched_order(tx.session, event["order_id"])
-        check_at = event["due_at"] + self.network.deadlines.overdue_grace
-        status = domain.settled(order, event["deadline"], check_at) or "pending"
-        store.add_check(tx, domain.overdue_check(event, check_at, status, utcnow()))
-
     def _order_step(self, tx, event, time_name, deadlines, status="met") -> None:
         """Accepted, arrived or returned at `at`: the checks this settles end `status`."""
         store.watch(tx, [domain.watched_order(event)])
         store.record_time(tx, event["order_id"], time_name, event["at"])
         store.settle_checks(tx, event["order_id"], deadlines, status, event["at"], utcnow())
-
-    # -- the grace runs out ----------------------------------------------------
-
-    @every("DEADLINE_SCAN_S", config.deadline_scan_s())
-    def scan_overdue(self) -> None:
-        """Missed deadlines still unmet after their grace move command up
-        (`overdue`); each check is claimed by one instance only."""
-        self.resolve_overdue(utcnow())
-
-    def resolve_overdue(self, now: datetime) -> int:
-        """Resolve the checks due by `now`; how many moved command."""
-        with self.db.read() as session:
-            due = store.due_checks(session, now)
-        moved = 0
-        for check_id in due:
-            try:
-                outcome = self._resolve_check(check_id, now)
-            except Exception as exc:
-                # left pending, tried again next scan; the others still get their turn
-                if not is_transient(exc):
-                    log.exception("overdue check %s could not be resolved", check_id)
-                    continue
-                log.warning("overdue checks: %s; retrying next scan", type(exc).__name__)
-                break
-            moved += isinstance(outcome, rules.Move)
-        return moved
-
-    def _resolve_check(self, check_id: int, now: datetime) -> rules.Verdict:
-        with self.db.transaction() as tx:
-            check = store.claim_check(tx, check_id, now)
-            if check is None:
-                return None  # another instance has it
-            order = store.watched_order(tx.session, check.order_id)
-            settled = domain.settled(order, check.deadline, check.check_at)
-            if settled:
-                store.close_check(check, settled)
-                return None
-            state = self._locked(tx, check.incident_id)
-            decision = rules.on_overdue_unmet(check.center, state.center, self.network)
-            detail = f"{order.department}: {check.deadline} deadline {check.due_at.isoformat()}"
-            outcome = self._decide(tx, state, decision, detail=detail)
-            store.close_check(check, domain.check_status(outcome))
-            return outcome
 
     # -- operators (RPC) ----------------------------------------------------------
 

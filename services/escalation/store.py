@@ -33,6 +33,12 @@ def has_incident(session: Session, incident_id: str) -> bool:
     return found is not None
 
 
+def update_facts(state: CommandState, event: dict) -> None:
+    """An operator's update: the facts the rules judge by."""
+    for name in ("category", "request_type", "crowd_size", "grade"):
+        setattr(state, name, event[name])
+
+
 def state(session: Session, incident_id: str) -> CommandState | None:
     return session.get(CommandState, incident_id)
 

@@ -6,6 +6,7 @@ service stores (no copy of it anywhere else).
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 
 INCIDENT_FIELDS = (
@@ -36,7 +37,15 @@ TRANSFER_FIELDS = (
     "center",
     "received_at",
 )
-INCIDENT_TIMES = ("received_at", "reported_at", "occurred_at", "command_changed_at")
+INCIDENT_TIMES = (
+    "received_at",
+    "reported_at",
+    "occurred_at",
+    "command_changed_at",
+    "closed_at",
+)
+# what dispatch and escalation are told of a case after an update
+FACTS = ("category", "request_type", "crowd_size", "casualties", "grade", "town")
 # what dispatch, escalation and assessment are told of a new incident
 ANNOUNCED_FIELDS = (
     "incident_id",
@@ -135,4 +144,18 @@ def incident_view(incident, full_personal_data: bool = False) -> dict:
     for name in INCIDENT_TIMES:
         value = getattr(incident, name)
         view[name] = value.isoformat() if value else None
+    view["summary"] = json.loads(incident.summary) if incident.summary else None
     return view
+
+
+def changed(incident, wanted: dict) -> dict:
+    """Each field whose value `wanted` changes: `{field: {"old", "new"}}`."""
+    return {
+        name: {"old": getattr(incident, name), "new": value}
+        for name, value in wanted.items()
+        if getattr(incident, name) != value
+    }
+
+
+def facts(incident) -> dict:
+    return {name: getattr(incident, name) for name in FACTS}

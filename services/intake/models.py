@@ -41,6 +41,8 @@ class Incident(Base):
     center: Mapped[str] = mapped_column(String(32), index=True)
     status: Mapped[str] = mapped_column(String(16), default="open")
     transferred_to: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON, 结案
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     command_changed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+import copy
 
+from marshmallow import RAISE, Schema, ValidationError, fields, missing, validate, validates_schema
+
+from shared.events import CHANGEABLE
 from shared.fields import Instant, StrictInteger, Text
 
 CHANNELS = ("12345", "110", "119", "120", "app", "platform", "center")
@@ -89,3 +92,43 @@ class ReportSchema(Schema):
                 errors["center"] = ["must be the town or a center above it"]
         if errors:
             raise ValidationError(errors)
+
+
+def _changeable_field(name: str) -> fields.Field:
+    """A report's field as an update may set it: validated the same way, but
+    absent unless given (no default fills in what an operator did not change)."""
+    field = copy.copy(ReportSchema._declared_fields[name])
+    field.required = False
+    field.load_default = missing
+    return field
+
+
+class ChangesSchema(Schema.from_dict({name: _changeable_field(name) for name in CHANGEABLE})):
+    """`update_incident`'s changes: any of the changeable fields, at least one."""
+
+    class Meta:
+        unknown = RAISE
+
+    @validates_schema
+    def _known_and_some(self, data: dict, **_) -> None:
+        if not data:
+            raise ValidationError({"_schema": ["name at least one field to change"]})
+        network = self.context.get("network")
+        if (
+            network is not None
+            and "category" in data
+            and data["category"] not in network.categories
+        ):
+            raise ValidationError({"category": ["unknown category"]})
+
+
+class SummarySchema(Schema):
+    """结案 summary: the written record of a handled case."""
+
+    class Meta:
+        unknown = RAISE
+
+    result = Text(required=True, validate=[validate.Length(min=1, max=4000), _not_blank])
+    casualties = StrictInteger(validate=validate.Range(0, 1_000_000))
+    losses = Text(validate=validate.Length(max=4000))
+    measures = Text(validate=validate.Length(max=4000))

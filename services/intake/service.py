@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import logging
 
-from nameko.rpc import RpcProxy
-
 from services.intake import store
-from services.intake.domain import announcement, incident_from_report, incident_view
+from services.intake.domain import (
+    announcement,
+    changed,
+    facts,
+    incident_from_report,
+    incident_view,
+)
 from services.intake.metrics import INCIDENTS_RECEIVED
 from services.intake.models import Base, Incident, outbox, processed_events
-from services.intake.schemas import ReportSchema
-from shared.auth import Case, area, may_read, require
+from services.intake.schemas import ChangesSchema, ReportSchema, SummarySchema
+from shared.auth import Case, area, may_read, may_steer, require
 from shared.db import Database, UnitOfWork
-from shared.dependencies import Authentication, NetworkProvider, api, validated
-from shared.errors import NotFound, ValidationError
+from shared.dependencies import Authentication, NetworkProvider, RpcProxy, api, validated
+from shared.errors import InvalidTransition, NotFound, ValidationError
 from shared.events import utcnow
 from shared.fields import instant_arg, require_text
 from shared.ids import new_id
@@ -102,6 +107,87 @@ class IntakeService:
             raise ValidationError(errors)
         with self.db.read() as session:
             return store.disclosures(session, start, end, limit)
+
+    # -- the case under the operators' control (CONTRACT.md section 7) ---------
+
+    @api(mutating=True)
+    def update_incident(self, incident_id: str, changes: dict, reason: str) -> dict:
+        """Change the case's facts, announced with each field's old and new
+        value: a new category re-routes (dispatch), a new crowd size, grade or
+        casualty count is judged again (escalation)."""
+        require_text("incident_id", incident_id, 32)
+        reason = require_text("reason", reason, 2000)
+        wanted = validated(ChangesSchema(), changes, network=self.network)
+        with self.db.transaction() as tx:
+            incident = self._steered(tx, incident_id, "open", "update")
+            diff = changed(incident, wanted)
+            for name, change in diff.items():
+                setattr(incident, name, change["new"])
+            if diff:
+                at = utcnow()
+                tx.emit(
+                    "incident_updated",
+                    **{"incident_id": incident_id, **facts(incident)},
+                    changes=diff,
+                    reason=reason,
+                    operator=self.caller.sub,
+                    at=at,
+                )
+            return {"incident_id": incident_id, "status": incident.status, "changes": diff}
+
+    @api(mutating=True)
+    def close_incident(self, incident_id: str, summary: dict) -> dict:
+        """结案, with its written summary: only once every order is completed,
+        cancelled or returned."""
+        require_text("incident_id", incident_id, 32)
+        summary = validated(SummarySchema(), summary)
+        still_open = self.dispatch.list_orders(incident_id=incident_id, open=True, limit=50)
+        if still_open:
+            raise InvalidTransition(f"{len(still_open)} orders of the incident are still open")
+        with self.db.transaction() as tx:
+            incident = self._steered(tx, incident_id, "open", "close")
+            incident.status, incident.closed_at = "closed", utcnow()
+            incident.summary = json.dumps(summary, ensure_ascii=False)
+            tx.emit(
+                "incident_closed",
+                incident_id=incident_id,
+                town=incident.town,
+                summary=summary,
+                operator=self.caller.sub,
+                at=incident.closed_at,
+            )
+            return {
+                "incident_id": incident_id,
+                "status": "closed",
+                "closed_at": incident.closed_at.isoformat(),
+            }
+
+    @api(mutating=True)
+    def reopen_incident(self, incident_id: str, reason: str) -> dict:
+        require_text("incident_id", incident_id, 32)
+        reason = require_text("reason", reason, 2000)
+        with self.db.transaction() as tx:
+            incident = self._steered(tx, incident_id, "closed", "reopen")
+            incident.status, incident.closed_at = "open", None
+            tx.emit(
+                "incident_reopened",
+                incident_id=incident_id,
+                town=incident.town,
+                reason=reason,
+                operator=self.caller.sub,
+                at=utcnow(),
+            )
+            return {"incident_id": incident_id, "status": "open"}
+
+    def _steered(self, tx: UnitOfWork, incident_id: str, status: str, action: str) -> Incident:
+        """The incident, locked, if the caller may steer it and it is `status`."""
+        incident = store.locked(tx, incident_id)
+        if incident is None:
+            raise NotFound(f"no incident {incident_id}")
+        require(may_steer(self.caller, self.network, self._case(incident)), incident_id)
+        if incident.status != status:
+            raise InvalidTransition(f"cannot {action} an incident that is {incident.status}")
+        return incident
 
     def _case(self, incident: Incident) -> Case:
         """What the rights need; the order holders only when the cheap facts

@@ -30,6 +30,10 @@ def get(session: Session, incident_id: str) -> Incident | None:
     return session.get(Incident, incident_id)
 
 
+def locked(tx: UnitOfWork, incident_id: str) -> Incident | None:
+    return tx.session.get(Incident, incident_id, with_for_update=True)
+
+
 def move_command(tx: UnitOfWork, incident_id: str, to_center: str, at: datetime) -> None:
     """Command moved at `at`; moves may arrive out of order, so only a later one wins."""
     tx.session.execute(

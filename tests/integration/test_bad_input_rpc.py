@@ -411,16 +411,16 @@ UNTIL = (NOW + timedelta(days=1)).isoformat()
 
 @st.composite
 def hostile_rating(draw, incident_id: str):
-    names = ["incident_id", "rating", "operator"]
+    """A rating with one bad argument (the actor is the caller's token subject)."""
+    names = ["incident_id", "rating"]
     bad = draw(st.sampled_from(names))
     bad_values = {
         "incident_id": st.one_of(bad_text(64), unknown_id()),
         "rating": st.one_of(
             bad_text(32), hostile_text.filter(lambda r: r not in RATINGS), st.just("SATISFIED")
         ),
-        "operator": bad_text(64),
     }
-    good = {"incident_id": incident_id, "rating": "satisfied", "operator": "op-1"}
+    good = {"incident_id": incident_id, "rating": "satisfied"}
     args = [
         draw(bad_values[n]) if n == bad else draw(st.one_of(st.just(good[n]), json_junk))
         for n in names
@@ -462,8 +462,9 @@ def test_assessment_refuses_hostile_calls_and_stores_nothing(run_services, rpc, 
             reads,
             st.sampled_from(
                 [
-                    ("record_satisfaction", (incident, "satisfied"), {}),
-                    ("record_satisfaction", (incident, "satisfied", "op"), {"note": "x"}),
+                    ("record_satisfaction", (incident,), {}),
+                    ("record_satisfaction", (incident, "satisfied", "op"), {}),
+                    ("record_satisfaction", (incident, "satisfied"), {"note": "x"}),
                     ("scores", (DONGSHAN,), {}),
                     ("report", (DONGSHAN, SINCE, UNTIL, "extra"), {}),
                 ]
@@ -478,9 +479,7 @@ def test_assessment_refuses_hostile_calls_and_stores_nothing(run_services, rpc, 
         assert state() == before
 
     check()
-    assert (
-        rpc.assessment.record_satisfaction(incident, "satisfied", "op-1")["rating"] == "satisfied"
-    )
+    assert rpc.assessment.record_satisfaction(incident, "satisfied")["rating"] == "satisfied"
     assert isinstance(rpc.assessment.scores(DONGSHAN, SINCE, UNTIL), list)
 
 
@@ -523,8 +522,14 @@ KNOWN_HOSTILE_CALLS = [
     ("missing reason", "escalation", "escalate", ("{incident}",), {}),
     ("a center, now the token's", "escalation", "escalate", ("{incident}", "r"), {"center": CITY}),
     ("an extra keyword", "escalation", "assign_down", ("{incident}", YUJIN), {"urgent": 1}),
-    ("surrogate id", "assessment", "record_satisfaction", ("\ud800", "satisfied", "op"), {}),
-    ("missing operator", "assessment", "record_satisfaction", ("{incident}", "satisfied"), {}),
+    ("surrogate id", "assessment", "record_satisfaction", ("\ud800", "satisfied"), {}),
+    (
+        "an operator argument",
+        "assessment",
+        "record_satisfaction",
+        ("{incident}", "satisfied", "op"),
+        {},
+    ),
     (
         "since before year 1 in UTC",
         "assessment",

@@ -174,7 +174,7 @@ def test_a_returned_order_goes_to_the_next_competent_unit_then_reports_all_retur
 ):
     run_services(IntakeService, DispatchService)
     events = tap("dispatch", "order_returned")
-    incident = rpc.intake.submit_report(report(category="building.illegal"))["incident_id"]
+    incident = rpc.intake.submit_report(report(category="dispute.neighbour"))["incident_id"]
     first = next(o for o in orders_of(rpc, incident, 1) if o["role"] == "lead")
     returned = rpc.dispatch.return_order(first["order_id"], "不属于本单位职责")
     assert returned["status"] == "returned" and returned["returns"] == 1

@@ -217,6 +217,7 @@ def test_a_center_steers_the_incidents_in_its_scope_and_no_other(run_services, r
         own = town.intake.submit_report(report(channel="center"))
         assert own["status"] == "accepted" and own["center"] == DONGSHAN
         wait_for(lambda: rpc.dispatch.list_orders(incident_id=own["incident_id"]))
+        found(lambda: rpc.escalation.chain(own["incident_id"]))  # escalation has it too
 
         all_refused(
             databases,

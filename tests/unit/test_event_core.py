@@ -109,6 +109,8 @@ def _sample_value(field):
         return False
     if isinstance(field, mm.List):
         return []
+    if isinstance(field, mm.Dict):
+        return {}
     return "x"
 
 

@@ -81,10 +81,17 @@ def order_story(
     returned: float | None = None,
     reports: Sequence[float] = (),
     overdue: Sequence[str] = (),
+    urges: Sequence[float] = (),
+    cancelled: float | None = None,
+    cancel_cause: str = "cancelled",
+    replaced_by: str | None = None,
+    replaces: str | None = None,
 ) -> list[Event]:
     """The events of one order: the batch that sent it (an incident taken by
     `home`, default `center`, at `received_at`, default the dispatch time),
-    then what followed; times are seconds after dispatch."""
+    then what followed; times are seconds after dispatch. Each of `urges` is
+    one 催办; `cancelled` withdraws the order (`cancel_cause`: cancelled,
+    reclassified, or reassigned to `replaced_by`)."""
 
     def at(seconds: float) -> datetime:
         return dispatched_at + timedelta(seconds=seconds)
@@ -111,7 +118,7 @@ def order_story(
         "at": dispatched_at,
         "accept_by": due["accept"],
         "arrive_by": due["arrive"],
-        "replaces": None,
+        "replaces": replaces,
     }
     events = [
         dispatched(incident_id, home or center, received_at or dispatched_at, [order], cause=cause)
@@ -140,6 +147,27 @@ def order_story(
         seconds = (due[deadline] - dispatched_at).total_seconds() + 1
         events.append(
             event("order_overdue", seconds, operator=None, deadline=deadline, due_at=due[deadline])
+        )
+    for n, seconds in enumerate(urges):
+        automatic = n % 2 == 1  # by an operator, then by the deadline scan, in turn
+        events.append(
+            event(
+                "order_urged",
+                seconds,
+                operator=None if automatic else "op",
+                note="请尽快处置",
+                automatic=automatic,
+            )
+        )
+    if cancelled is not None:
+        events.append(
+            event(
+                "order_cancelled",
+                cancelled,
+                reason="改派" if cancel_cause == "reassigned" else "误派",
+                cause=cancel_cause,
+                replaced_by=replaced_by,
+            )
         )
     return events
 
@@ -208,8 +236,21 @@ def worked_example(center: str, t0: datetime) -> list[Event]:
                 "accept": 60 if i < 8 else 400,  # 6 on time, 2 late
                 "arrive": 1200 if i < 9 else 2000,  # 7 on time, 1 late
                 "complete": 3600 if i < 8 else None,  # 6 completed
+                "urges": {8: [301], 9: [301, 360]}.get(i, []),  # the 2 late: 3 urges
             }
         events += order_story(f"ow{i}", incident, "dongshan-water", t0, center=center, **story)
+    # urged, then reassigned to the power supply (its order op3): counts nothing
+    events += order_story(
+        "ow10",
+        "p3",
+        "dongshan-water",
+        t0,
+        center=center,
+        urges=[120],
+        cancelled=180,
+        cancel_cause="reassigned",
+        replaced_by="op3",
+    )
     rated = {
         "w0": "dissatisfied",  # returned: does not count for the water utility
         "w2": "satisfied",
@@ -226,10 +267,13 @@ def worked_example(center: str, t0: datetime) -> list[Event]:
             f"op{i}",
             incident,
             "dongshan-power",
-            t0,
+            t0 + timedelta(seconds=180 if i == 3 else 0),
             center=center,
+            received_at=t0,
+            cause="reassigned" if i == 3 else "initial",
             accept=60,
             arrive=1200 if i < 3 else 2000,
             complete=3600,
+            replaces="ow10" if i == 3 else None,
         )
     return events

@@ -44,6 +44,9 @@ order_plans = st.fixed_dictionaries(
         "returned": st.sampled_from([None, None, 100, 900]),
         "reports": st.lists(st.sampled_from([1000, 1500, 2000]), max_size=2),
         "overdue": st.sampled_from([(), ("accept",), ("arrive",), ("accept", "arrive")]),
+        "urges": st.lists(st.sampled_from([60, 400, 2000]), max_size=3),
+        "cancelled": st.sampled_from([None, None, None, 200, 5000]),
+        "cancel_cause": st.sampled_from(["cancelled", "reclassified", "reassigned"]),
     }
 )
 incident_plans = st.fixed_dictionaries(
@@ -87,6 +90,9 @@ def scenario(plans: list[dict]) -> list[tuple]:
                     tier=order["tier"],
                     reports=order["reports"],
                     overdue=order["overdue"],
+                    urges=order["urges"],
+                    cancelled=order["cancelled"],
+                    cancel_cause=order["cancel_cause"],
                     **lifecycle,
                 )
             )
@@ -142,6 +148,27 @@ def test_shuffled_and_duplicated_events_give_the_same_scores(plans, data):
     }
     assert ledger.ratings == expected_ledger.ratings
     assert ledger.incidents == expected_ledger.incidents
+
+
+def test_each_urge_counts_once_whatever_the_order_and_repeats():
+    story = order_story(
+        "o1", "i1", "dongshan-water", T0, center=DONGSHAN, urges=[60, 60, 400], cancelled=900
+    )
+    batch, first, second, third, cancelled = story
+    for delivered in (story, [third, cancelled, first, second, first, batch, third, batch]):
+        [record] = replay(delivered).records()
+        assert record.urges == 3 and record.cancelled_at == T0 + timedelta(seconds=900)
+    [record] = replay([second, second]).records()  # before its dispatch: starts the record
+    assert record.urges == 1 and record.dispatched_at is None
+
+
+def test_an_urge_adds_one_and_keeps_every_merged_fact():
+    batch, urge = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, urges=[60])
+    [dispatch] = rec.dispatched_orders(load_event(*batch))
+    facts = rec.order_facts("order_dispatched", dispatch)
+    urge_facts = rec.order_facts("order_urged", load_event(*urge))
+    urged = rec.add_urge(rec.add_urge(facts, urge_facts), urge_facts)
+    assert urged == {**facts, "urges": 2}
 
 
 def test_merge_keeps_the_first_time_whatever_the_order():

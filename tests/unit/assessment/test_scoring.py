@@ -55,11 +55,12 @@ def test_the_worked_example_of_the_docstring():
     assert water["arrived_on_time_rate"] == pytest.approx(0.875)
     assert water["completion_rate"] == pytest.approx(0.75)
     assert water["return_rate"] == pytest.approx(0.2)
-    assert water["score"] == 80.0
+    assert water["urges"] == 3 and water["urge_rate"] == pytest.approx(3 / 8)
+    assert water["score"] == 78.41
 
     assert power["orders"] == 4 and power["satisfaction_rate"] is None
     assert power["accepted_on_time_rate"] == 1 and power["arrived_on_time_rate"] == 0.75
-    assert power["score"] == 91.67
+    assert power["urges"] == 0 and power["score"] == 92.86
 
     assert fire["orders"] == 0 and fire["score"] is None
     assert [
@@ -70,7 +71,7 @@ def test_the_worked_example_of_the_docstring():
 def test_the_sample_networks_weights_are_the_worked_examples():
     assert load_network().weights == DEFAULT_WEIGHTS
     rows = rows_by_department(assess(replay(worked_example(DONGSHAN, T0)), load_network().weights))
-    assert rows["dongshan-water"]["score"] == 80.0
+    assert rows["dongshan-water"]["score"] == 78.41
 
 
 def test_weights_come_from_the_network_file():
@@ -86,10 +87,11 @@ def test_weights_come_from_the_network_file():
     }
     weights = parse_network(raw).weights
     rows = rows_by_department(assess(replay(worked_example(DONGSHAN, T0)), weights))
-    # 100 × (0.6×0.8 + 0.1×0.75 + 0.1×0.875 + 0.1×0.75 + 0.1×0.8) = 79.75
-    assert rows["dongshan-water"]["score"] == 79.75
-    # power has no rating: 100 × (0.1 + 0.075 + 0.1 + 0.1) / 0.4 = 93.75
-    assert rows["dongshan-power"]["score"] == 93.75
+    # u's weight is URGES_WEIGHT, 0.1: the network file sets the other five
+    # 100 × (0.6×0.8 + 0.1×0.75 + 0.1×0.875 + 0.1×0.75 + 0.1×0.8 + 0.1×0.625) / 1.1
+    assert rows["dongshan-water"]["score"] == 78.18
+    # power has no rating: 100 × (0.1 + 0.075 + 0.1 + 0.1 + 0.1) / 0.5 = 95
+    assert rows["dongshan-power"]["score"] == 95.0
 
 
 def test_a_center_without_orders_has_a_row_per_department_without_score():
@@ -104,13 +106,13 @@ def test_a_center_without_orders_has_a_row_per_department_without_score():
 def test_without_ratings_the_other_weights_are_renormalised():
     events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60, arrive=600)
     [water] = [r for r in assess(replay(events))["rows"] if r["department"] == "dongshan-water"]
-    # a=1, v=1, c=0 (still on scene), r=1; s missing: 100 × 0.5 / 0.6
+    # a=1, v=1, c=0 (still on scene), r=1, u=1; s missing: 100 × 0.6 / 0.7
     assert water["satisfaction_rate"] is None and water["completion_rate"] == 0
-    assert water["score"] == 83.33
+    assert water["score"] == 85.71
 
 
 def test_a_score_on_satisfaction_alone_is_none_without_ratings():
-    weights = {k: 0.0 for k in DEFAULT_WEIGHTS} | {"satisfaction": 1.0}
+    weights = {k: 0.0 for k in DEFAULT_WEIGHTS} | {"satisfaction": 1.0, "urges": 0.0}
     events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60)
     rows = rows_by_department(assess(replay(events), weights))
     assert rows["dongshan-water"]["orders"] == 1 and rows["dongshan-water"]["score"] is None
@@ -139,6 +141,73 @@ def test_a_department_that_returned_everything_scores_zero():
     assert water["score"] == 0.0 and water["rank"] == 1
 
 
+def test_a_cancelled_order_does_not_count_against_its_department():
+    late = {"center": DONGSHAN, "overdue": ["accept", "arrive"], "urges": [301]}
+    kept = order_story("o1", "i1", "dongshan-water", T0, accept=60, complete=900, center=DONGSHAN)
+    events = kept + order_story("o2", "i2", "dongshan-water", T0, cancelled=400, **late)
+    events += order_story("o3", "i3", "dongshan-water", T0, returned=100, cancelled=200, **late)
+    events.append(rating("i2", "dissatisfied", T0 + timedelta(days=1)))
+    result = assess(replay(events))
+    water = rows_by_department(result)["dongshan-water"]
+    alone = rows_by_department(assess(replay(kept)))["dongshan-water"]
+    assert {k: v for k, v in water.items() if k != "rank"} == {
+        k: v for k, v in alone.items() if k != "rank"
+    }
+    assert (water["orders"], water["incidents"], water["returns"], water["overdue"]) == (1, 1, 0, 0)
+    assert (water["accept_judged"], water["rated"], water["urges"]) == (1, 0, 0)
+    assert result["totals"]["orders"] == 1 and result["totals"]["incidents"] == 1
+
+
+def test_a_reassigned_order_is_not_a_return_and_its_replacement_counts_for_the_new_unit():
+    events = order_story(
+        "o1",
+        "i1",
+        "dongshan-water",
+        T0,
+        center=DONGSHAN,
+        cancelled=120,
+        cancel_cause="reassigned",
+        replaced_by="o2",
+    )
+    events += order_story(
+        "o2",
+        "i1",
+        "dongshan-power",
+        T0 + timedelta(seconds=120),
+        center=DONGSHAN,
+        received_at=T0,
+        cause="reassigned",
+        replaces="o1",
+        accept=60,
+    )
+    events.append(rating("i1", "satisfied", T0 + timedelta(days=1)))
+    rows = rows_by_department(assess(replay(events)))
+    water, power = rows["dongshan-water"], rows["dongshan-power"]
+    assert water["orders"] == 0 and water["returns"] == 0 and water["score"] is None
+    assert (power["orders"], power["incidents"], power["returns"]) == (1, 1, 0)
+    assert power["satisfaction_rate"] == 1 and power["return_rate"] == 0
+
+
+def test_an_urge_lowers_the_score_by_its_weight():
+    def water(**story):
+        events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=60, **story)
+        events += order_story("o2", "i2", "dongshan-water", T0, center=DONGSHAN, accept=60)
+        return rows_by_department(assess(replay(events)))["dongshan-water"]
+
+    calm, urged, pressed = water(), water(urges=[100]), water(urges=[100, 200, 300])
+    # a = 1, c = 0, r = 1; u = 1, 1 - 1/2, then max(0, 1 - 3/2): 100 × (0.3 + 0.1u) / 0.5
+    assert (calm["score"], urged["score"], pressed["score"]) == (80.0, 70.0, 60.0)
+    assert (urged["urges"], urged["urge_rate"], pressed["urge_rate"]) == (1, 0.5, 1.5)
+
+
+def test_urges_of_a_returned_order_are_left_to_the_return():
+    events = order_story(
+        "o1", "i1", "dongshan-water", T0, center=DONGSHAN, urges=[100], returned=200
+    )
+    water = rows_by_department(assess(replay(events)))["dongshan-water"]
+    assert water["urges"] == 0 and water["urge_rate"] is None and water["score"] == 0.0
+
+
 def test_deadline_outcomes_follow_the_facts_not_the_clock():
     due = T0 + timedelta(minutes=5)
     late = due + timedelta(seconds=1)  # dispatch announces the deadline missed
@@ -156,8 +225,8 @@ def test_an_order_not_done_is_judged_late_once_dispatch_announces_it_overdue():
     events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN)
     water = rows_by_department(assess(replay(events)))["dongshan-water"]
     assert water["accept_judged"] == 0 and water["accepted_on_time_rate"] is None
-    # returns 1, completion 0: 100 × (0.1×0 + 0.1×1) / 0.2
-    assert water["score"] == 50.0
+    # returns 1, completion 0, urges 1: 100 × (0.1×0 + 0.1×1 + 0.1×1) / 0.3
+    assert water["score"] == 66.67
 
     events = order_story("o1", "i1", "dongshan-water", T0, center=DONGSHAN, overdue=["accept"])
     water = rows_by_department(assess(replay(events)))["dongshan-water"]
@@ -264,5 +333,5 @@ def test_score_is_a_plain_function_of_records_and_weights():
         completed_at=T0 + timedelta(hours=2),
     )
     figures = scoring.score([record], DEFAULT_WEIGHTS, ratings={"i1": "satisfied"})
-    # 100 × (0.4×1 + 0.2×1 + 0.2×0 + 0.1×1 + 0.1×1)
-    assert figures.score == 80.0 and figures.indicators()["arrived_on_time"] == 0
+    # 100 × (0.4×1 + 0.2×1 + 0.2×0 + 0.1×1 + 0.1×1 + 0.1×1) / 1.1
+    assert figures.score == 81.82 and figures.indicators()["arrived_on_time"] == 0

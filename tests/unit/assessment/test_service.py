@@ -144,5 +144,26 @@ def test_the_worked_example_counted_in_the_database(assessment):
     result = aggregate_figures(assessment.database, DONGSHAN, departments)
     assert result == ledger_figures(replay(events), DONGSHAN, departments)
     rows = {row["department"]: row for row in result["rows"]}
-    assert (rows["dongshan-water"]["score"], rows["dongshan-power"]["score"]) == (80.0, 91.67)
+    assert (rows["dongshan-water"]["score"], rows["dongshan-power"]["score"]) == (78.41, 92.86)
     assert rows["dongshan-fire"]["score"] is None
+
+
+def test_a_cancellation_takes_a_counted_order_out_of_the_days_and_an_urge_counts_once(
+    assessment,
+):
+    story = order_story(
+        "o1", "i1", "dongshan-water", T0, center=DONGSHAN, accept=400, urges=[301], cancelled=900
+    )
+    *counted, urge, cancelled = story
+    other = order_story("o2", "i2", "dongshan-water", T0, center=DONGSHAN, urges=[301, 400])
+    assessment.deliver(counted + other + [urge, urge] + other[1:])
+    departments = ["dongshan-water"]
+    [water] = aggregate_figures(assessment.database, DONGSHAN, departments)["rows"]
+    assert (water["orders"], water["urges"]) == (2, 3)
+
+    assessment.deliver([cancelled, cancelled])
+    result = aggregate_figures(assessment.database, DONGSHAN, departments)
+    assert result == ledger_figures(replay(story + other), DONGSHAN, departments)
+    [water] = result["rows"]
+    assert (water["orders"], water["urges"], water["accept_judged"]) == (1, 2, 0)
+    assert stored_records(assessment.database)["o1"].urges == 1

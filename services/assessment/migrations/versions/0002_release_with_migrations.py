@@ -3,7 +3,8 @@
 calls (`rpc_requests`); processed events indexed by time for retention; the
 incident's town (callers' rights); the counts of each department per day
 (`day_counts`, with `counted_incidents` to lock an incident while its share
-changes), counted from the records already kept.
+changes), counted from the records already kept; an order's cancellation and
+its urges (`order_records.cancelled_at`, `urges`).
 
 Revision ID: 0002
 Revises: 0001
@@ -55,6 +56,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table("order_records", schema=None) as batch_op:
         batch_op.create_index("ix_order_records_dispatched", ["dispatched_at"], unique=False)
+        # cancellations and urges (催办), from dispatch's new events
+        batch_op.add_column(sa.Column("cancelled_at", UtcDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("urges", sa.Integer(), server_default="0", nullable=False))
 
     # the incident's town, for callers' rights; unknown for incidents before it
     with op.batch_alter_table("incidents", schema=None) as batch_op:
@@ -129,6 +133,8 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_processed_events_processed_at"))
 
     with op.batch_alter_table("order_records", schema=None) as batch_op:
+        batch_op.drop_column("urges")
+        batch_op.drop_column("cancelled_at")
         batch_op.drop_index("ix_order_records_dispatched")
 
     with op.batch_alter_table("rpc_requests", schema=None) as batch_op:

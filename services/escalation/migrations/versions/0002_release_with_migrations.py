@@ -35,6 +35,9 @@ def upgrade() -> None:
 
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.add_column(sa.Column("source_system", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("request_type", sa.String(length=16), nullable=True))
+    # incidents of the previous release: every overdue order moved command then
+    op.execute("UPDATE incidents SET request_type = 'help'")
 
     with op.batch_alter_table("processed_events", schema=None) as batch_op:
         batch_op.create_index(
@@ -47,6 +50,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_processed_events_processed_at"))
 
     with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_column("request_type")
         batch_op.drop_column("source_system")
 
     with op.batch_alter_table("rpc_requests", schema=None) as batch_op:

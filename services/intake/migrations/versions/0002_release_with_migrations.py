@@ -1,6 +1,7 @@
 """Who saw reporters' personal data (`personal_data_access`), stored answers
 of mutating calls (`rpc_requests`), and processed events indexed by time for
-retention; where a transferred incident went (`incidents.transferred_to`).
+retention; where a transferred incident went (`incidents.transferred_to`); when and
+how a case was closed (`closed_at`, `summary`).
 
 Revision ID: 0002
 Revises: 0001
@@ -61,10 +62,14 @@ def upgrade() -> None:
     # where a category's incidents are handed (110, 信访...) instead of dispatched
     with op.batch_alter_table("incidents", schema=None) as batch_op:
         batch_op.add_column(sa.Column("transferred_to", sa.String(length=32), nullable=True))
+        batch_op.add_column(sa.Column("closed_at", UtcDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("summary", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("incidents", schema=None) as batch_op:
+        batch_op.drop_column("summary")
+        batch_op.drop_column("closed_at")
         batch_op.drop_column("transferred_to")
 
     with op.batch_alter_table("processed_events", schema=None) as batch_op:
