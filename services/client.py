@@ -11,6 +11,9 @@
     python -m services.client reassign ORDER_ID DEPARTMENT REASON
     python -m services.client duty CENTER DATE [--set --leader NAME:PHONE --officer NAME:PHONE ...]
     python -m services.client board CENTER
+    python -m services.client update INCIDENT_ID REASON crowd_size=600 grade=II
+    python -m services.client close INCIDENT_ID RESULT [--casualties N --losses ... --measures ...]
+    python -m services.client add-order|cancel|reassign|urge|duty|board ...
     python -m services.client dead-letters list | show ID | replay ID | replay --all | discard ID
 
 It speaks the same RPC API as any external platform (`AMQP_URI`), with the
@@ -118,6 +121,26 @@ def _steering_commands(sub) -> None:
     duty.add_argument("--leader", type=_person, help="NAME:PHONE")
     duty.add_argument("--officer", type=_person, action="append", default=[], help="NAME:PHONE")
     sub.add_parser("board", help="what a duty room sees, as a table").add_argument("center")
+    close = sub.add_parser("close", help="结案: close an incident with its written result")
+    close.add_argument("incident_id")
+    close.add_argument("result")
+    close.add_argument("--casualties", type=int)
+    close.add_argument("--losses")
+    close.add_argument("--measures")
+    update = sub.add_parser("update", help="change an incident's facts, e.g. crowd_size=600")
+    update.add_argument("incident_id")
+    update.add_argument("reason")
+    update.add_argument("changes", nargs="+", type=_change, help="FIELD=VALUE")
+
+
+def _change(text: str) -> tuple[str, object]:
+    """`crowd_size=600` → ("crowd_size", 600); numbers as numbers, `null` as None."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected FIELD=VALUE")
+    if value == "null":
+        return name, None
+    return name, int(value) if value.isdigit() else value
 
 
 def _person(text: str) -> dict:
@@ -299,6 +322,14 @@ def _call(rpc, args) -> int:
         return _duty(rpc, args)
     elif args.command == "board":
         return _board(rpc, args)
+    elif args.command == "close":
+        summary = {"result": args.result}
+        for name in ("casualties", "losses", "measures"):
+            if getattr(args, name) is not None:
+                summary[name] = getattr(args, name)
+        _print(rpc.intake.close_incident(args.incident_id, summary))
+    elif args.command == "update":
+        _print(rpc.intake.update_incident(args.incident_id, dict(args.changes), args.reason))
     return 0
 
 

@@ -274,9 +274,11 @@ def _add_statement(dialect: str):
 def add_to_days(bind: Session | Connection, changes: Mapping[DayKey, Counts]) -> None:
     """Add counts to their days' rows (one statement, many parameter sets)."""
     zero = Counts()
+    # in key order: two incidents adding to the same days lock their rows in
+    # the same order, so they wait for each other instead of deadlocking
     rows = [
         {"center": center, "department": department, "day": day, **asdict(counted)}
-        for (center, department, day), counted in changes.items()
+        for (center, department, day), counted in sorted(changes.items())
         if counted != zero
     ]
     if rows:
