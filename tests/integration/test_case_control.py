@@ -37,6 +37,7 @@ def test_a_gathering_of_80_updated_to_600_puts_the_city_in_command_in_one_step(
     run_services, rpc, rpc_as, tap
 ):
     run_services(IntakeService, DispatchService, EscalationService)
+    run_services(IntakeService, DispatchService, EscalationService)
     updates = tap("intake", "incident_updated")
     incident = rpc.intake.submit_report(report(category="mass.gathering", crowd_size=80))[
         "incident_id"
@@ -49,7 +50,9 @@ def test_a_gathering_of_80_updated_to_600_puts_the_city_in_command_in_one_step(
     assert [(m["reason"], m["to_center"]) for m in rpc.escalation.chain(incident)] == [
         ("crowd_size", CITY)
     ]
-    [event] = wait_for(lambda: updates.drain() and updates.of_type("incident_updated"))
+    wait_for(lambda: updates.drain() and updates.of_type("incident_updated"))
+    updates.drain(timeout=1.0)
+    [event] = updates.of_type("incident_updated")
     assert event["operator"] == "值班员-张" and event["crowd_size"] == 600
     assert rpc.intake.get_incident(incident)["crowd_size"] == 600
 
@@ -73,6 +76,8 @@ def test_bad_or_empty_changes_are_refused_and_change_nothing(run_services, rpc):
 def test_an_incident_closes_only_when_its_orders_are_done_and_can_be_reopened(
     run_services, rpc, rpc_as, tap
 ):
+    """With two instances of each service: each step announced once."""
+    run_services(IntakeService, DispatchService)
     run_services(IntakeService, DispatchService)
     events = tap("intake")
     incident = rpc.intake.submit_report(report())["incident_id"]
@@ -99,6 +104,8 @@ def test_an_incident_closes_only_when_its_orders_are_done_and_can_be_reopened(
         assert town.intake.reopen_incident(incident, "群众再次反映")["status"] == "open"
         refused(lambda: town.intake.reopen_incident(incident, "again"), "InvalidTransition")
     wait_for(lambda: events.drain() and events.of_type("incident_reopened"))
+    events.drain(timeout=1.0)
+    assert len(events.of_type("incident_reopened")) == 1
     [closing] = events.of_type("incident_closed")
     assert closing["summary"] == summary and closing["operator"] == "值班员-张"
     assert rpc.intake.get_incident(incident)["closed_at"] is None
