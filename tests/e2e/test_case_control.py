@@ -13,6 +13,7 @@ from nameko.exceptions import RemoteError
 from services.dispatch.routing import reply_deadline
 from shared.network import load_network
 from tests.conftest import cluster_rpc, make_token, wait_for
+from tests.support.calls import in_command
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.e2e
@@ -20,15 +21,6 @@ pytestmark = pytest.mark.e2e
 SERVICES = ("intake", "dispatch", "escalation", "assessment")
 CITY = "511100"
 TOWN = make_token("center", sub="值班员-张", center=DONGSHAN)
-
-
-def command(rpc, incident_id: str) -> str | None:
-    try:
-        return rpc.escalation.command(incident_id)["center"]
-    except RemoteError as error:
-        if error.exc_type == "NotFound":
-            return None
-        raise
 
 
 def until(predicate, message: str, timeout: float = 45):
@@ -41,9 +33,9 @@ def test_operators_steer_cases_end_to_end(platform, broker_uri):
         # a gathering of 80 grows to 600: the city commands, in one step
         crowd = rpc.intake.submit_report(report(category="mass.gathering", crowd_size=80))
         crowd = crowd["incident_id"]
-        until(lambda: command(rpc, crowd) == DONGSHAN, "the town in command")
+        until(lambda: in_command(rpc, crowd) == DONGSHAN, "the town in command")
         town.intake.update_incident(crowd, {"crowd_size": 600}, "人数激增")
-        until(lambda: command(rpc, crowd) == CITY, "the city in command")
+        until(lambda: in_command(rpc, crowd) == CITY, "the city in command")
         assert [m["reason"] for m in rpc.escalation.chain(crowd)] == ["crowd_size"]
 
         # a misfiled ticket: the right unit ordered, the wrong one cancelled
@@ -103,4 +95,4 @@ def test_a_consultation_gets_a_reply_deadline_and_never_moves_command(
         assert rpc.dispatch.get_order(order["order_id"])["overdue"]
         time.sleep(3)  # past the grace: a help order would have moved command by now
         assert rpc.escalation.chain(asked) == []
-        assert command(rpc, asked) == DONGSHAN
+        assert in_command(rpc, asked) == DONGSHAN

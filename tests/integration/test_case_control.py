@@ -11,20 +11,12 @@ from services.dispatch.service import DispatchService
 from services.escalation.service import EscalationService
 from services.intake.service import IntakeService
 from tests.conftest import wait_for
+from tests.support.calls import in_command
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.integration
 
 CITY = "511100"
-
-
-def in_command(rpc, incident_id: str) -> str | None:
-    try:
-        return rpc.escalation.command(incident_id)["center"]
-    except RemoteError as error:
-        if error.exc_type == "NotFound":
-            return None
-        raise
 
 
 def refused(call, exc_type: str) -> None:

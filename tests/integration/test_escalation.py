@@ -13,6 +13,7 @@ from services.escalation.models import outbox
 from services.escalation.service import EscalationService
 from services.intake.service import IntakeService
 from tests.conftest import cluster_rpc, wait_for
+from tests.support.calls import in_command
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.integration
@@ -35,16 +36,6 @@ def _chain(rpc, incident_id):
     except RemoteError as error:
         if error.exc_type == "NotFound":
             return []
-        raise
-
-
-def in_command(rpc, incident_id) -> str | None:
-    """The center in command, once escalation has heard of the incident."""
-    try:
-        return rpc.escalation.command(incident_id)["center"]
-    except RemoteError as error:
-        if error.exc_type == "NotFound":
-            return None
         raise
 
 
