@@ -293,6 +293,24 @@ def test_a_deadline_unmet_after_its_grace_moves_command_up_once(service, network
     assert [e["reason"] for e in announced(database)] == ["overdue"]
 
 
+@pytest.mark.parametrize(
+    "request_type,role,deadline",
+    [
+        ("emergency", "assist", "accept"),  # an assist is urged by dispatch
+        ("consultation", "lead", "accept"),  # not help or emergency
+        ("complaint", "lead", "reply"),  # a reply deadline never moves command
+    ],
+)
+def test_only_a_help_or_emergency_lead_order_moves_command_when_overdue(
+    service, network, database, request_type, role, deadline
+):
+    service.on_orders_dispatched(received(request_type=request_type))
+    due = utcnow() - timedelta(seconds=1)
+    service.on_order_overdue(overdue(due, deadline=deadline, role=role))
+    assert service.resolve_overdue(due + network.deadlines.overdue_grace) == 0
+    assert steps(service) == [] and announced(database) == []
+
+
 def test_a_deadline_met_within_its_grace_moves_nothing(service, network):
     service.on_orders_dispatched(received())
     due = utcnow()
