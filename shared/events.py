@@ -219,39 +219,36 @@ CHANGEABLE = (
 INCIDENT_STATUSES = ("open", "closed", "transferred")
 
 
-class IncidentUpdated(Envelope):
-    """An operator changed the case (CONTRACT.md section 7): each changed
-    field's old and new value, and the facts as they now stand."""
+class CaseEvent(Envelope):
+    """An operator's step on a case (CONTRACT.md section 7): who, when, where."""
 
     incident_id = fields.String(required=True)
+    town = fields.String(required=True)
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class IncidentUpdated(CaseEvent):
+    """An operator changed the case: each changed field's old and new value,
+    and the facts as they now stand."""
+
     changes = fields.Dict(keys=fields.String(validate=validate.OneOf(CHANGEABLE)), required=True)
     reason = fields.String(required=True)
-    operator = fields.String(required=True)
     category = fields.String(required=True)
     request_type = fields.String(required=True)
     crowd_size = fields.Integer(allow_none=True, load_default=None)
     casualties = fields.Integer(allow_none=True, load_default=None)
     grade = fields.String(allow_none=True, load_default=None)
-    town = fields.String(required=True)
-    at = fields.AwareDateTime(required=True)
 
 
-class IncidentClosed(Envelope):
+class IncidentClosed(CaseEvent):
     """结案: every order done, cancelled or returned; the written summary."""
 
-    incident_id = fields.String(required=True)
-    town = fields.String(required=True)
     summary = fields.Dict(required=True)
-    operator = fields.String(required=True)
-    at = fields.AwareDateTime(required=True)
 
 
-class IncidentReopened(Envelope):
-    incident_id = fields.String(required=True)
-    town = fields.String(required=True)
+class IncidentReopened(CaseEvent):
     reason = fields.String(required=True)
-    operator = fields.String(required=True)
-    at = fields.AwareDateTime(required=True)
 
 
 class OrderCancelled(OrderEvent):
