@@ -13,6 +13,7 @@ from services.intake.domain import (
     incident_from_report,
     incident_view,
 )
+from services.intake.listing import Listing
 from services.intake.metrics import INCIDENTS_RECEIVED
 from services.intake.models import Base, Incident, outbox, processed_events
 from services.intake.schemas import ChangesSchema, ReportSchema, SummarySchema
@@ -31,7 +32,10 @@ from shared.retention import Retention
 log = logging.getLogger(__name__)
 
 
-class IntakeService:
+class IntakeService(Listing):
+    """Entrypoints: taking reports and steering the case here; finding
+    incidents (listing.py) is mixed in."""
+
     name = "intake"
 
     db = Database(Base.metadata, outbox, processed_events)

@@ -65,3 +65,22 @@ def disclosures(session: Session, since: datetime, until: datetime, limit: int) 
         .limit(limit)
     ).all()
     return [{**row._asdict(), "at": row.at.isoformat()} for row in rows]
+
+
+def find(session: Session, filters: dict, scope: dict, limit: int) -> list[Incident]:
+    """Incidents matching `filters` within `scope` (source systems, or the
+    centers of an area by town or command; none given: all), newest first."""
+    query = select(Incident)
+    if filters["category"] is not None:
+        query = query.where(Incident.category == filters["category"])
+    if filters["since"] is not None:
+        query = query.where(Incident.received_at >= filters["since"])
+    if filters["until"] is not None:
+        query = query.where(Incident.received_at < filters["until"])
+    if "source_systems" in scope:
+        query = query.where(Incident.source_system.in_(scope["source_systems"]))
+    if "centers" in scope:
+        centers = scope["centers"]
+        query = query.where(Incident.town.in_(centers) | Incident.center.in_(centers))
+    query = query.order_by(Incident.received_at.desc(), Incident.incident_id).limit(limit)
+    return list(session.execute(query).scalars())
