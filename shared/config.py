@@ -8,8 +8,18 @@ import ssl
 from pathlib import Path
 from urllib.parse import urlsplit
 
+# The services that own a database (migrations, retention, schema checks).
 SERVICES = ("intake", "dispatch", "escalation", "assessment")
-DEFAULT_METRICS_PORTS = {"intake": 9101, "dispatch": 9102, "escalation": 9103, "assessment": 9104}
+# The HTTP gateway (services/gateway): no database, no events, only RPC calls.
+GATEWAY = "gateway"
+DEFAULT_METRICS_PORTS = {
+    "intake": 9101,
+    "dispatch": 9102,
+    "escalation": 9103,
+    "assessment": 9104,
+    GATEWAY: 9105,
+}
+DEFAULT_GATEWAY_PORT = 8080
 VAR_DIR = Path(os.environ.get("LINKAGE_VAR_DIR", Path(__file__).resolve().parent.parent / "var"))
 
 
@@ -84,4 +94,8 @@ def nameko_config() -> dict:
         "HEARTBEAT": int(os.environ.get("AMQP_HEARTBEAT", "60")),
         "DEADLINE_SCAN_S": deadline_scan_s(),
         "ASSESSMENT_GAUGES_S": float(os.environ.get("ASSESSMENT_GAUGES_S", "15")),
+        # the gateway's HTTP server (nameko's web server reads WEB_SERVER_ADDRESS)
+        "WEB_SERVER_ADDRESS": f"0.0.0.0:{os.environ.get('GATEWAY_PORT', DEFAULT_GATEWAY_PORT)}",
+        "GATEWAY_MAX_BODY_BYTES": int(os.environ.get("GATEWAY_MAX_BODY_BYTES", str(64 * 1024))),
+        "GATEWAY_RPC_TIMEOUT_S": float(os.environ.get("GATEWAY_RPC_TIMEOUT_S", "30")),
     }

@@ -1,0 +1,88 @@
+"""The gateway service: HTTP in front of the services' RPCs (CONTRACT.md
+section 10). It holds no data; each request is one nameko worker that calls
+the RPC its route names, the caller's token passed on in the call's context
+(`authorization`), exactly as an AMQP platform sends it."""
+
+from __future__ import annotations
+
+import logging
+
+import eventlet
+from kombu import Connection
+from nameko.extensions import DependencyProvider
+from nameko.web.handlers import http
+
+from services.gateway.errors import GatewayError
+from services.gateway.web import Gateway
+from shared.dependencies import RpcProxy, network_for
+from shared.metrics import EntrypointMetrics
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BODY = 64 * 1024
+DEFAULT_RPC_TIMEOUT_S = 30.0
+READY_TIMEOUT_S = 3.0
+METHODS = "GET,POST,PUT,PATCH,DELETE"
+
+
+class WorkerContext(DependencyProvider):
+    """The worker's context: what its RPC calls carry in their headers."""
+
+    def get_dependency(self, worker_ctx):
+        return worker_ctx
+
+
+class Web(DependencyProvider):
+    """The URL map and limits, built once from the configuration."""
+
+    def setup(self) -> None:
+        config = self.container.config
+        self.rpc_timeout = float(config.get("GATEWAY_RPC_TIMEOUT_S") or DEFAULT_RPC_TIMEOUT_S)
+        self.gateway = Gateway(
+            network_for(config.get("LINKAGE_NETWORK")),
+            int(config.get("GATEWAY_MAX_BODY_BYTES") or DEFAULT_MAX_BODY),
+            self.broker_reachable,
+        )
+
+    def broker_reachable(self) -> bool:
+        config = self.container.config
+        try:
+            with eventlet.Timeout(READY_TIMEOUT_S):
+                with Connection(config["AMQP_URI"], ssl=config.get("AMQP_SSL")) as connection:
+                    connection.ensure_connection(max_retries=1, timeout=READY_TIMEOUT_S)
+            return True
+        except (eventlet.Timeout, OSError, Exception) as exc:
+            log.warning("readyz: broker not reachable (%s)", type(exc).__name__)
+            return False
+
+    def get_dependency(self, worker_ctx):
+        return self
+
+
+class GatewayService:
+    name = "gateway"
+
+    intake = RpcProxy("intake")
+    dispatch = RpcProxy("dispatch")
+    escalation = RpcProxy("escalation")
+    assessment = RpcProxy("assessment")
+    context = WorkerContext()
+    web = Web()
+    metrics = EntrypointMetrics()
+
+    @http(METHODS, "/<path:path>")
+    def serve(self, request, path: str):
+        return self.web.gateway.handle(request, self.call)
+
+    @http("GET", "/")
+    def index(self, request):
+        return self.web.gateway.handle(request, self.call)
+
+    def call(self, service: str, rpc: str, kwargs: dict, authorization: str | None):
+        """One RPC as the HTTP caller: its token in the call's context; no
+        answer within the timeout is `Unavailable` to the caller (503)."""
+        self.context.data["authorization"] = authorization
+        reply = getattr(getattr(self, service), rpc).call_async(**kwargs)
+        timeout = self.web.rpc_timeout
+        with eventlet.Timeout(timeout, GatewayError("Unavailable", f"{service} did not answer")):
+            return reply.result()
