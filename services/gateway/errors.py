@@ -16,6 +16,7 @@ STATUS = {
     "Unauthenticated": 401,
     "Forbidden": 403,
     "NotFound": 404,
+    "MethodNotAllowed": 405,  # the path exists, not for this method
     "MethodNotFound": 501,  # a route whose RPC this deployment does not have yet
     "InvalidTransition": 409,
     "PayloadTooLarge": 413,

@@ -10,7 +10,9 @@ import logging
 import eventlet
 from kombu import Connection
 from nameko.extensions import DependencyProvider
-from nameko.web.handlers import http
+from nameko.web.handlers import HttpRequestHandler
+from nameko.web.server import WebServer
+from werkzeug.routing import Map, PathConverter
 
 from services.gateway.errors import GatewayError
 from services.gateway.web import Gateway
@@ -23,6 +25,31 @@ DEFAULT_MAX_BODY = 64 * 1024
 DEFAULT_RPC_TIMEOUT_S = 30.0
 READY_TIMEOUT_S = 3.0
 METHODS = "GET,POST,PUT,PATCH,DELETE"
+
+
+class EveryPath(PathConverter):
+    """Any path, newlines and all: the gateway's own router answers each one
+    (werkzeug's `path` stops at a newline, and nameko would answer in HTML)."""
+
+    regex = r"[\s\S]*"
+    part_isolating = False  # it spans segments (werkzeug guesses from a "/" in the regex)
+
+
+class GatewayWebServer(WebServer):
+    def make_url_map(self) -> Map:
+        url_map = Map(converters={"every": EveryPath})
+        for provider in self._providers:
+            rule = provider.get_url_rule()
+            rule.endpoint = provider
+            url_map.add(rule)
+        return url_map
+
+
+class HttpEntrypoint(HttpRequestHandler):
+    server = GatewayWebServer()
+
+
+http = HttpEntrypoint.decorator
 
 
 class WorkerContext(DependencyProvider):
@@ -70,12 +97,8 @@ class GatewayService:
     web = Web()
     metrics = EntrypointMetrics()
 
-    @http(METHODS, "/<path:path>")
+    @http(METHODS, "/<every:path>")
     def serve(self, request, path: str):
-        return self.web.gateway.handle(request, self.call)
-
-    @http("GET", "/")
-    def index(self, request):
         return self.web.gateway.handle(request, self.call)
 
     def call(self, service: str, rpc: str, kwargs: dict, authorization: str | None):

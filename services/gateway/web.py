@@ -16,7 +16,7 @@ from urllib.parse import parse_qsl
 from uuid import uuid4
 
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
@@ -79,7 +79,10 @@ class Gateway:
         self.ready = ready
         rules = [Rule(r.rule, methods=[r.method], endpoint=r) for r in ROUTES]
         rules += [Rule(path, methods=[method], endpoint=name) for method, path, name in FIXED]
-        self.url_map = Map(rules, strict_slashes=False)
+        # no redirects: a client gets an answer, or 404, for exactly the path it sent
+        self.url_map = Map(
+            rules, strict_slashes=False, merge_slashes=False, redirect_defaults=False
+        )
 
     def handle(self, request: Request, call: Call) -> Response:
         """The answer to `request`, counted by its route's template."""
@@ -98,6 +101,8 @@ class Gateway:
                 label = template_of(adapter.match(method=allowed[0], return_rule=True)[0])
             body = {"error": "MethodNotAllowed", "message": f"allowed: {', '.join(allowed)}"}
             response = json_response(405, body, {"Allow": ", ".join(allowed)})
+        except HTTPException as exc:  # anything else werkzeug's router refuses
+            response = json_response(404, {"error": "NotFound", "message": exc.description})
         observed(label, request.method, response.status_code, time.perf_counter() - started)
         return response
 
