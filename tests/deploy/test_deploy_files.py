@@ -26,7 +26,7 @@ from prometheus_client import REGISTRY
 from prometheus_client.metrics import MetricWrapperBase
 
 from services import topology
-from shared.config import DEFAULT_METRICS_PORTS, SERVICES
+from shared.config import DEFAULT_METRICS_PORTS, GATEWAY, SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -47,6 +47,7 @@ METRIC_MODULES = (
     "services.dispatch.metrics",
     "services.escalation.metrics",
     "services.assessment.metrics",
+    "services.gateway.metrics",
 )
 
 # Families served by rabbitmq_prometheus (RabbitMQ 3.10 and later) at /metrics
@@ -477,7 +478,7 @@ def test_prometheus_scrapes_every_service_on_its_port_and_rabbitmq_per_object():
         assert config["rule_files"] == ["alerts.yml"]
     jobs = {job["job_name"]: job for job in compose_config["scrape_configs"]}
     local_jobs = {job["job_name"]: job for job in local_config["scrape_configs"]}
-    for service in SERVICES:
+    for service in (*SERVICES, GATEWAY):
         port = DEFAULT_METRICS_PORTS[service]
         assert jobs[service]["dns_sd_configs"] == [
             {"names": [service], "type": "A", "port": port, "refresh_interval": "15s"}
@@ -685,7 +686,7 @@ def test_definitions_hold_the_vhost_and_users_without_passwords():
     loaded = definitions()
     assert loaded["vhosts"] == [{"name": "linkage"}]
     users = {user["name"]: user for user in loaded["users"]}
-    assert set(users) == {"linkage-admin", *SERVICES, "platform-12345"}
+    assert set(users) == {"linkage-admin", *SERVICES, GATEWAY, "platform-12345"}
     assert {user["password_hash"] for user in users.values()} == {""}
     assert users["linkage-admin"]["tags"] == "administrator"
     assert permissions_of("linkage-admin") | {"user": "", "vhost": ""} == {
@@ -775,6 +776,48 @@ def test_a_platforms_broker_user_may_only_call_and_read_its_replies():
     assert allows(topic["read"], REPLY_ID) and not allows(topic["read"], "intake.*")
 
 
+def test_the_gateways_broker_user_may_only_call_the_services_and_read_its_replies():
+    """tests/integration/test_broker_permissions.py shows it on the real broker."""
+    rights = permissions_of(GATEWAY)
+    reply = f"rpc.reply-gateway-{REPLY_ID}"
+    for right in ("configure", "write", "read"):
+        assert allows(rights[right], reply) and allows(rights[right], "nameko-rpc")
+    from services import topology
+
+    refused = [
+        *(s.queue for s in topology()),
+        *(f"rpc-{s}" for s in SERVICES),
+        *(f"{s}.events" for s in SERVICES),
+        f"rpc.reply-standalone_rpc_proxy-{REPLY_ID}",
+        f"rpc.reply-intake-{REPLY_ID}",
+        "linkage.dead-letter",
+        "linkage.retry",
+        "amq.default",
+    ]
+    for name in refused:
+        for right in ("configure", "write", "read"):
+            assert not allows(rights[right], name), (right, name)
+    [topic] = [t for t in definitions()["topic_permissions"] if t["user"] == GATEWAY]
+    assert topic["exchange"] == "nameko-rpc"
+    for service in SERVICES:
+        assert allows(topic["write"], f"{service}.get_order")
+    assert not allows(topic["write"], REPLY_ID) and not allows(topic["write"], "gateway.x")
+    assert allows(topic["read"], REPLY_ID) and not allows(topic["read"], "intake.*")
+
+
+def test_compose_runs_the_gateway_without_a_database_on_its_own_user():
+    services = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))["services"]
+    gateway = services[GATEWAY]
+    assert gateway["command"] == ["python", "-m", "services.gateway"]
+    env = gateway["environment"]
+    assert env["AMQP_URI"].startswith("pyamqp://gateway:")
+    assert env["METRICS_PORT"] == str(DEFAULT_METRICS_PORTS[GATEWAY])
+    assert not [variable for variable in env if variable.endswith("_DATABASE_URL")]
+    assert "migrate" not in gateway["depends_on"] and "postgres" not in gateway["depends_on"]
+    assert gateway["ports"] == [f"{env['GATEWAY_PORT']}:{env['GATEWAY_PORT']}"]
+    assert "/readyz" in " ".join(gateway["healthcheck"]["test"])
+
+
 # -- Kubernetes --------------------------------------------------------------------
 
 
@@ -783,6 +826,30 @@ def test_kubernetes_manifests_validate():
     assert len(documents) >= 2 + 2 * len(SERVICES)
     errors = _validate_k8s(documents)
     assert not errors, "\n".join(errors)
+
+
+def test_the_gateway_deployment_serves_http_and_metrics_without_a_database():
+    docs = {doc["kind"]: doc for doc in load_yaml_documents(K8S / "gateway.yaml")}
+    pod = docs["Deployment"]["spec"]["template"]
+    assert "initContainers" not in pod["spec"]  # nothing to migrate
+    [container] = pod["spec"]["containers"]
+    assert container["command"] == ["python", "-m", "services.gateway"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["AMQP_URI"]["valueFrom"]["secretKeyRef"]["key"] == "gateway-amqp-uri"
+    secret = load_yaml_documents(K8S / "secret.example.yaml")[0]
+    assert "gateway-amqp-uri" in secret["stringData"]
+    assert not [name for name in env if name.endswith("_DATABASE_URL")]
+    assert "LINKAGE_AUTH_SECRET" not in env  # it passes tokens on, never mints one
+    port = DEFAULT_METRICS_PORTS[GATEWAY]
+    assert env["METRICS_PORT"]["value"] == str(port)
+    ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+    assert ports == {"http": int(env["GATEWAY_PORT"]["value"]), "metrics": port}
+    assert container["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    assert {p["name"] for p in docs["Service"]["spec"]["ports"]} == {"http", "metrics"}
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert "gateway.yaml" in kustomization["resources"]
 
 
 def test_kustomization_lists_existing_files():
@@ -804,7 +871,7 @@ def test_kustomize_output_validates(tmp_path):
     assert result.returncode == 0, result.stderr
     documents = [("kustomize", doc) for doc in yaml.safe_load_all(result.stdout) if doc]
     kinds = sorted(doc["kind"] for _, doc in documents)
-    assert kinds.count("Deployment") == len(SERVICES) and "ConfigMap" in kinds
+    assert kinds.count("Deployment") == len(SERVICES) + 1 and "ConfigMap" in kinds  # + gateway
     for _, doc in documents:
         if doc["kind"] != "Namespace":
             assert doc["metadata"]["namespace"] == "linkage", doc["metadata"]["name"]
