@@ -191,3 +191,48 @@ def test_a_service_runs_on_its_own_user_and_a_platform_calls_it(users, tmp_path)
             assert letter.headers["x-linkage-attempts"] == 2
         finally:
             runner.stop()
+
+
+def test_the_gateway_calls_the_services_on_its_own_user_and_may_do_nothing_else(users, tmp_path):
+    """The gateway with its broker user answers HTTP through dispatch's RPC;
+    the same user may neither consume a service's calls nor publish events."""
+    from nameko.runners import ServiceRunner
+
+    from services.gateway.service import GatewayService
+    from tests.support.processes import free_port
+
+    with database_urls("sqlite", tmp_path) as db_urls:
+        port = free_port()
+        dispatch = ServiceRunner(
+            {"AMQP_URI": users.uri("dispatch"), "DATABASE_URLS": db_urls, "max_workers": 4}
+        )
+        dispatch.add_service(DispatchService)
+        gateway = ServiceRunner(
+            {"AMQP_URI": users.uri("gateway"), "WEB_SERVER_ADDRESS": f"127.0.0.1:{port}"}
+        )
+        gateway.add_service(GatewayService)
+        dispatch.start()
+        gateway.start()
+        try:
+            response = requests.get(
+                f"http://127.0.0.1:{port}/api/v1/orders",
+                headers={"Authorization": f"Bearer {make_token()}"},
+                timeout=30,
+            )
+            assert response.status_code == 200 and response.json() == []
+        finally:
+            gateway.stop()
+            dispatch.stop()
+    with Connection(users.uri("gateway")) as connection:
+        with pytest.raises(AccessRefused, match="queue 'rpc-dispatch'"):
+            connection.channel().basic_consume("rpc-dispatch", callback=lambda message: None)
+        snooper = Queue(
+            f"rpc.reply-gateway-{uuid.uuid4()}",
+            exchange=Exchange("nameko-rpc", type="topic", durable=True),
+            routing_key="dispatch.*",
+            queue_arguments={"x-expires": 60000},
+        )
+        with pytest.raises(AccessRefused, match="topic 'dispatch.\\*'"):
+            snooper(connection.channel()).declare()
+    with pytest.raises(AccessRefused):
+        publish(users.uri("gateway"), "dispatch.events", "order_accepted", {"probe": 1})
