@@ -24,3 +24,11 @@ UNMATCHED = "unmatched"  # the route of a path no rule matches
 def observed(route: str, method: str, status: int, seconds: float) -> None:
     HTTP_REQUESTS.labels(route, method, str(status)).inc()
     HTTP_DURATION.labels(route, method).observe(seconds)
+
+
+def prepare(routes: list[tuple[str, str]]) -> None:
+    """Every (route, method)'s duration series exists from the start, at 0,
+    so that rate() sees the first request (as shared/metrics.py does for
+    entrypoints)."""
+    for route, method in routes:
+        HTTP_DURATION.labels(route, method)

@@ -23,7 +23,7 @@ from werkzeug.wrappers import Request, Response
 from services.gateway import open311
 from services.gateway.arguments import body_arguments, json_body, query_arguments
 from services.gateway.errors import GatewayError, from_remote
-from services.gateway.metrics import UNMATCHED, observed
+from services.gateway.metrics import UNMATCHED, observed, prepare
 from services.gateway.openapi import document
 from services.gateway.routes import ROUTES, Route
 from shared.network import Network
@@ -82,6 +82,13 @@ class Gateway:
         # no redirects: a client gets an answer, or 404, for exactly the path it sent
         self.url_map = Map(
             rules, strict_slashes=False, merge_slashes=False, redirect_defaults=False
+        )
+        prepare(
+            [
+                (template_of(rule), method)
+                for rule in self.url_map.iter_rules()
+                for method in sorted(rule.methods - {"HEAD", "OPTIONS"})
+            ]
         )
 
     def handle(self, request: Request, call: Call) -> Response:

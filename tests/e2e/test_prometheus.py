@@ -17,10 +17,12 @@ import re
 import time
 
 import pytest
+import requests
 from kombu import Connection, Exchange
 from nameko.exceptions import RemoteError
 
-from tests.conftest import cluster_rpc, wait_for
+from tests.conftest import cluster_rpc, make_token, wait_for
+from tests.support.processes import free_port
 from tests.support.prometheus import (
     DASHBOARDS,
     Prometheus,
@@ -40,7 +42,7 @@ from tests.support.reports import report
 
 pytestmark = pytest.mark.e2e
 
-SERVICES = ("intake", "dispatch", "escalation", "assessment")
+SERVICES = ("intake", "dispatch", "escalation", "assessment", "gateway")
 # Deadlines of seconds, so orders left alone go overdue, up to the city and
 # its refusal within the test.
 DEADLINES_S = {"accept": 2, "arrive_tier1": 5, "arrive_tier2": 5, "overdue_grace": 2}
@@ -125,6 +127,16 @@ def generate_load(rpc, broker_uri: str) -> None:
         )
 
 
+def drive_gateway(url: str) -> None:
+    """A platform without AMQP: a report, its incident, its orders, the API's
+    description and a mistyped path, over HTTP."""
+    headers = {"Authorization": f"Bearer {make_token()}"}
+    submitted = requests.post(f"{url}/api/v1/incidents", json=report(), headers=headers, timeout=30)
+    incident = submitted.json()["incident_id"]
+    for path in (f"/api/v1/incidents/{incident}", "/api/v1/orders", "/openapi.json", "/nowhere"):
+        requests.get(url + path, params={}, headers=headers, timeout=30)
+
+
 def evaluate(prometheus: Prometheus, query: Query, expr: str) -> str | None:
     """None when the panel target returns data; else what is wrong. Instant
     targets are asked at now, range targets over the life of this Prometheus."""
@@ -180,6 +192,7 @@ def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
         pytest.fail("prometheus is not installed: `apt-get install prometheus`")
     platform.env["LINKAGE_NETWORK"] = network_file(deadlines_s=DEADLINES_S)
     platform.env["ASSESSMENT_GAUGES_S"] = "1"
+    platform.env["GATEWAY_PORT"] = str(gateway_port := free_port())
     platform.start(*SERVICES)
     config = scrape_config({name: [p.port for p in platform.of(name)] for name in SERVICES})
     jobs = {job["job_name"] for job in config["scrape_configs"]}
@@ -198,6 +211,7 @@ def test_every_panel_and_alert_rule_evaluates_on_a_real_prometheus(
 
         with cluster_rpc(broker_uri) as rpc:
             generate_load(rpc, broker_uri)
+        drive_gateway(f"http://127.0.0.1:{gateway_port}")
 
         # missed deadlines climb to the city, which can go no higher
         wait_for(
