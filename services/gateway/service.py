@@ -6,6 +6,7 @@ the RPC its route names, the caller's token passed on in the call's context
 from __future__ import annotations
 
 import logging
+import re
 
 import eventlet
 from kombu import Connection
@@ -35,7 +36,26 @@ class EveryPath(PathConverter):
     part_isolating = False  # it spans segments (werkzeug guesses from a "/" in the regex)
 
 
+class QueryStringsOut(logging.Filter):
+    """The access log's request lines without their query strings: an
+    Open311 client may send its api_key (a token) there."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = _QUERY.sub("?[query]", record.msg)
+        return True
+
+
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
 class GatewayWebServer(WebServer):
+    def setup(self) -> None:
+        super().setup()
+        access_log = logging.getLogger("nameko.web.server")
+        if not any(isinstance(f, QueryStringsOut) for f in access_log.filters):
+            access_log.addFilter(QueryStringsOut())
+
     def make_url_map(self) -> Map:
         url_map = Map(converters={"every": EveryPath})
         for provider in self._providers:

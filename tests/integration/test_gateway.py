@@ -341,7 +341,8 @@ def test_open311_from_a_citizen_apps_request_to_its_closing(http):
     assert request.findtext("service_notice") == "居民已自行关阀，供水恢复"
 
 
-def test_open311_errors_are_its_list_of_code_and_description(http):
+def test_open311_errors_are_its_list_of_code_and_description(http, caplog):
+    caplog.set_level("INFO", logger="nameko.web.server")
     key = make_token(**PLATFORM)
     form = {"api_key": key, "service_code": "water.burst_main", "address_string": "主街"}
     [error] = error_list(http.post("/open311/v2/requests.json", token=None, data=form), 400)
@@ -357,6 +358,9 @@ def test_open311_errors_are_its_list_of_code_and_description(http):
     xml = http.get("/open311/v2/services/no.such.xml", token=None)
     assert xml.status_code == 404
     assert ElementTree.fromstring(xml.content).find("error").findtext("code") == "404"
+    ok(http.get("/open311/v2/requests.json", token=None, params={"api_key": key}))
+    assert "/open311/v2/requests.json?[query]" in caplog.text  # the access log...
+    assert key not in caplog.text  # ...without the api_key
 
 
 def error_list(response, status: int) -> list[dict]:

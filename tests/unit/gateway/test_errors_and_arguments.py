@@ -89,3 +89,14 @@ def test_a_body_that_is_not_an_object_or_not_json_is_refused():
     with pytest.raises(GatewayError):
         json_body(b"{not json")
     assert json_body(b"  ") is None
+
+
+def test_the_access_log_keeps_no_query_string():
+    import logging
+
+    from services.gateway.service import QueryStringsOut
+
+    line = '127.0.0.1 - - [x] "GET /open311/v2/requests.json?api_key=eyJ.secret HTTP/1.1" 200'
+    record = logging.LogRecord("nameko.web.server", logging.INFO, "", 0, line, None, None)
+    assert QueryStringsOut().filter(record)
+    assert "eyJ" not in record.getMessage() and "/open311/v2/requests.json?[query]" in record.msg
