@@ -5,10 +5,12 @@ and the metrics by route template."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from xml.etree import ElementTree
 
 import pytest
+from kombu import Connection, Exchange, Queue
 from prometheus_client import REGISTRY
 
 from services.gateway.routes import PENDING, ROUTES
@@ -267,10 +269,21 @@ def test_each_error_of_the_contract_has_its_status_and_changes_nothing(http):
     error_of(http.get("/api/v1/nothing-here"), 404, "NotFound")
 
 
-def test_a_service_that_is_not_there_is_503_not_a_hang(tmp_path):
-    """A gateway whose services are not running (a vhost of its own)."""
+def test_a_service_that_is_not_there_or_does_not_answer_is_503_not_a_hang(tmp_path):
+    """A gateway whose services are not running (a vhost of its own): no
+    queue takes dispatch's calls; then one does, and nobody consumes it."""
     with gateway_platform("sqlite", tmp_path, services=(), GATEWAY_RPC_TIMEOUT_S=1) as alone:
         error_of(alone.get("/api/v1/orders"), 503, "UnknownService")
+        with Connection(alone.amqp_uri) as connection:
+            stuck = Queue(
+                "rpc-dispatch",
+                Exchange("nameko-rpc", type="topic", durable=True),
+                routing_key="dispatch.*",
+            )
+            stuck(connection.channel()).declare()
+        started = time.monotonic()
+        body = error_of(alone.get("/api/v1/orders"), 503, "Unavailable")
+        assert body["message"] == "dispatch did not answer" and time.monotonic() - started < 10
         assert ok(alone.get("/readyz", token=None)) == {"status": "ready"}
 
 
