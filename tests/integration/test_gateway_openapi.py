@@ -1,6 +1,7 @@
 """The OpenAPI document against the live gateway, property-based (schemathesis):
 for every operation, generated requests get no 5xx, only documented statuses
-and content types, and answers that match their schemas. PostgreSQL only,
+and content types, and answers that match their schemas; a call that
+succeeded does not succeed without the token, or with a bad one. PostgreSQL only,
 bounded in examples and time: the services behind are the real ones."""
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
+    ignored_auth,
     response_schema_conformance,
     status_code_conformance,
 )
@@ -27,6 +29,7 @@ CHECKS = [
     status_code_conformance,
     content_type_conformance,
     response_schema_conformance,
+    ignored_auth,  # a 2xx answer is asked again without and with a bad token: 401 both
 ]
 EXAMPLES = 10
 
