@@ -1,4 +1,6 @@
-"""`python -m services.gateway`: the HTTP gateway in the foreground (no database)."""
+"""`python -m services.gateway`: the HTTP gateway in the foreground. It has no
+database: `python -m services.gateway migrate` has nothing to do and says so,
+so that a deployment may run `migrate` for every service alike."""
 
 import eventlet
 
@@ -9,7 +11,10 @@ import sys  # noqa: E402
 from services import service_classes, topology  # noqa: E402
 from shared.runner import run  # noqa: E402
 
+if sys.argv[1:] == ["migrate"]:
+    print("linkage: the gateway has no database: nothing to migrate")
+    sys.exit(0)
 if sys.argv[1:]:
-    print("linkage: the gateway has no database and no subcommands", file=sys.stderr)
+    print(f"linkage: the gateway takes no subcommand {' '.join(sys.argv[1:])}", file=sys.stderr)
     sys.exit(2)
 sys.exit(run(service_classes(["gateway"]), topology()))
