@@ -15,6 +15,7 @@ from xml.etree import ElementTree
 from shared.network import Network
 
 SPECIFICATION = "http://wiki.open311.org/GeoReport_v2"
+CHANGESET = "2026-12-02T00:00:00+00:00"  # when this endpoint's services last changed shape
 DEFAULT_DAYS = 90  # the spec's window when a GET names no dates
 MAX_IDS = 100
 REQUEST_TYPE = "help"  # a citizen asking for something to be done (CONTRACT.md section 2)
@@ -32,7 +33,7 @@ class Open311Error(Exception):
         return [{"code": self.status, "description": self.description}]
 
 
-def discovery(base_url: str, changeset: str) -> dict:
+def discovery(base_url: str, changeset: str = CHANGESET) -> dict:
     return {
         "changeset": changeset,
         "contact": "the linkage center's duty room",

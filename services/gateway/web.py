@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import html
 import json
+import logging
 import re
 import time
 from collections.abc import Callable
@@ -22,12 +23,13 @@ from werkzeug.wrappers import Request, Response
 
 from services.gateway import open311
 from services.gateway.arguments import body_arguments, json_body, query_arguments
-from services.gateway.errors import GatewayError, from_remote
+from services.gateway.errors import INTERNAL, GatewayError, from_remote
 from services.gateway.metrics import UNMATCHED, observed, prepare
 from services.gateway.openapi import document
 from services.gateway.routes import ROUTES, Route
 from shared.network import Network
 
+log = logging.getLogger(__name__)
 Call = Callable[[str, str, dict, str | None], object]
 O311 = "/open311/v2"
 FMT = "<any(json, xml):fmt>"
@@ -119,6 +121,11 @@ class Gateway:
                 return self.api(endpoint, values, request, call)
             except Exception as exc:  # a RemoteError, the gateway's own, a timeout
                 status, body = from_remote(exc)
+                if status == INTERNAL:  # its type only: a message may quote a caller's data
+                    kind = getattr(exc, "exc_type", None) or type(exc).__name__
+                    log.error(
+                        "%s %s failed unexpectedly: %s", request.method, endpoint.template, kind
+                    )
                 return json_response(status, body)
         if endpoint in ("healthz", "readyz", "openapi", "docs"):
             return getattr(self, endpoint)()
@@ -201,7 +208,7 @@ class Gateway:
 
     def open311_discovery(self, request: Request, call: Call):
         base = request.host_url.rstrip("/")
-        return 200, "discovery", open311.discovery(base, "2026-12-01T00:00:00+00:00")
+        return 200, "discovery", open311.discovery(base)
 
     def open311_services(self, request: Request, call: Call):
         return 200, "services", open311.service_list(self.network)
@@ -215,8 +222,8 @@ class Gateway:
         token = form.get("api_key") or ""
         if not token:
             raise open311.Open311Error(401, "api_key is required: a platform token")
-        caller = self.platform_of(token)
-        system = open311.source_system(caller, form.get("jurisdiction_id"))
+        systems = self.source_systems_of(token)
+        system = open311.source_system(systems, form.get("jurisdiction_id"))
         external_id = (
             form.get("external_id") or request.headers.get("Idempotency-Key") or uuid4().hex
         )
@@ -279,7 +286,7 @@ class Gateway:
             raise
 
     @staticmethod
-    def platform_of(token: str) -> list[str]:
+    def source_systems_of(token: str) -> list[str]:
         """The source systems a platform token names (read, not verified: intake
         verifies the token and refuses a system that is not the caller's)."""
         try:

@@ -266,6 +266,7 @@ def test_each_error_of_the_contract_has_its_status_and_changes_nothing(http):
     huge = report(description="x" * (64 * 1024))
     error_of(http.post("/api/v1/incidents", json=huge), 413, "PayloadTooLarge")
     error_of(http.call("DELETE", "/api/v1/orders"), 405, "MethodNotAllowed")
+    assert http.call("OPTIONS", "/api/v1/orders").headers["Allow"] == "GET, HEAD"
     error_of(http.get("/api/v1/nothing-here"), 404, "NotFound")
 
 
