@@ -16,6 +16,7 @@ import random
 import re
 import shutil
 import subprocess
+import time
 from datetime import UTC, datetime, timedelta
 
 import eventlet
@@ -324,3 +325,26 @@ def test_the_client_writes_a_month_notice_to_a_file(
     town_token = make_token("center", center=DONGSHAN)
     assert client.main(["--token", town_token, "notice", COUNTY, "2026-11"]) == 2
     assert "Forbidden" in capsys.readouterr().err
+
+
+def test_an_instance_laying_out_a_pdf_still_answers_other_calls(run_services, rpc, rpc_as):
+    """WeasyPrint is CPU-bound for a second or more: rendered on the hub, it
+    would hold every other worker of the instance until it is done."""
+    run_services(AssessmentService)
+    good = ("2026-11-01T00:00:00+08:00", "2026-12-01T00:00:00+08:00")
+    rpc.assessment.notice(COUNTY, *good, "pdf")  # imports and font caches warmed
+    finished = {}
+
+    def notice() -> None:
+        with rpc_as("admin") as own:
+            own.assessment.notice(COUNTY, *good, "pdf")
+        finished["notice"] = time.monotonic()
+
+    rendering = eventlet.spawn(notice)
+    eventlet.sleep(0.3)  # the call has reached the service
+    answered = []
+    for _ in range(3):
+        rpc.assessment.scores(DONGSHAN, *good)
+        answered.append(time.monotonic())
+    rendering.wait()
+    assert answered[-1] < finished["notice"], "scores waited for the PDF"
