@@ -97,12 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("order_id")
     complete.add_argument("result")
     _steering_commands(sub)
+    _reporting_commands(sub)
     _assessment_commands(sub)
     letters = sub.add_parser("dead-letters", help="inspect, replay or discard dead letters")
     letters.add_argument("action", choices=("list", "show", "replay", "discard"))
     letters.add_argument("id", nargs="?")
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     return parser
+
+
+def _reporting_commands(sub) -> None:
+    """信息报送 (CONTRACT.md section 8)."""
+    report = sub.add_parser("file-report", help="report an incident up (first, progress, final)")
+    report.add_argument("incident_id")
+    report.add_argument("kind", choices=("first", "progress", "final"))
+    report.add_argument("text")
+    sub.add_parser("reports", help="the reports filed on an incident").add_argument("incident_id")
+    inbox = sub.add_parser("inbox", help="the reports a center received")
+    inbox.add_argument("center")
+    inbox.add_argument("--unacknowledged", action="store_true", help="only those not signed for")
+    sub.add_parser("acknowledge", help="签收: sign for a report").add_argument("report_id")
 
 
 def _steering_commands(sub) -> None:
@@ -394,6 +408,14 @@ def _call(rpc, args) -> int:
         _print(rpc.dispatch.urge(args.order_id, args.note))
     elif args.command == "reassign":
         _print(rpc.dispatch.reassign(args.order_id, args.department, args.reason))
+    elif args.command == "file-report":
+        _print(rpc.escalation.file_report(args.incident_id, args.kind, args.text))
+    elif args.command == "reports":
+        _print(rpc.escalation.reports(args.incident_id))
+    elif args.command == "inbox":
+        _print(rpc.escalation.inbox(args.center, unacknowledged=args.unacknowledged or None))
+    elif args.command == "acknowledge":
+        _print(rpc.escalation.acknowledge(args.report_id))
     elif args.command == "duty":
         return _duty(rpc, args)
     elif args.command == "board":

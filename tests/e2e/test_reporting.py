@@ -6,10 +6,12 @@ empties."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from services.client import main as client_main
 from tests.conftest import cluster_rpc, make_token, sample_network, wait_for
 from tests.support.reports import DONGSHAN, report
 
@@ -21,7 +23,7 @@ COUNTY = make_token("center", sub="犍为县值班员", center=QIANWEI)
 
 
 def test_a_late_first_report_counts_against_the_town_and_the_county_signs_for_it(
-    platform, broker_uri, network_file, tap
+    platform, broker_uri, network_file, tap, monkeypatch, capsys
 ):
     reporting = {**sample_network()["reporting"], "first_s": 2}
     platform.env["LINKAGE_NETWORK"] = network_file(reporting=reporting)
@@ -40,14 +42,20 @@ def test_a_late_first_report_counts_against_the_town_and_the_county_signs_for_it
             "first",
         )
 
-        with cluster_rpc(broker_uri, token=TOWN) as town:
-            filed = town.escalation.file_report(incident, "first", "东山镇广场聚集45人")
-        with cluster_rpc(broker_uri, token=COUNTY) as county:
-            [waiting] = county.escalation.inbox(QIANWEI, unacknowledged=True)
-            assert waiting["report_id"] == filed["report_id"]
-            county.escalation.acknowledge(filed["report_id"])
-            assert county.escalation.inbox(QIANWEI, unacknowledged=True) == []
+        # the town and the county's duty rooms use the command-line client
+        monkeypatch.setenv("AMQP_URI", broker_uri)
+        capsys.readouterr()
+        assert client(TOWN, "file-report", incident, "first", "东山镇广场聚集45人") == 0
+        filed = json.loads(capsys.readouterr().out)
+        assert client(COUNTY, "inbox", QIANWEI, "--unacknowledged") == 0
+        [waiting] = json.loads(capsys.readouterr().out)
+        assert waiting["report_id"] == filed["report_id"]
+        assert client(COUNTY, "acknowledge", filed["report_id"]) == 0
+        capsys.readouterr()
+        assert client(COUNTY, "inbox", QIANWEI, "--unacknowledged") == 0
+        assert json.loads(capsys.readouterr().out) == []
 
+        with cluster_rpc(broker_uri, token=COUNTY) as county:
             until = (datetime.now(UTC) + timedelta(minutes=1)).isoformat()
 
             def dongshan():
@@ -59,3 +67,7 @@ def test_a_late_first_report_counts_against_the_town_and_the_county_signs_for_it
             assert (row["reports_due"], row["reports_late"]) == (1, 1)
             others = county.assessment.rank_centers(QIANWEI, since.isoformat(), until)
             assert all(r["reports_due"] == 0 for r in others if r["center"] != DONGSHAN)
+
+
+def client(token: str, *args: str) -> int:
+    return client_main(["--token", token, *args])
