@@ -14,6 +14,8 @@
     python -m services.client update INCIDENT_ID REASON crowd_size=600 grade=II
     python -m services.client close INCIDENT_ID RESULT [--casualties N --losses ... --measures ...]
     python -m services.client add-order|cancel|reassign|urge|duty|board ...
+    python -m services.client rank-centers PARENT YYYY-MM
+    python -m services.client notice CENTER YYYY-MM [--format html|pdf] [--out FILE]
     python -m services.client dead-letters list | show ID | replay ID | replay --all | discard ID
 
 It speaks the same RPC API as any external platform (`AMQP_URI`), with the
@@ -34,6 +36,7 @@ import eventlet  # noqa: E402
 eventlet.monkey_patch()
 
 import argparse  # noqa: E402
+import base64  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
 import sys  # noqa: E402
@@ -49,6 +52,7 @@ from nameko.standalone.rpc import ClusterRpcProxy  # noqa: E402
 from shared.auth import KINDS, MissingSecret, auth_secret, bearer, mint  # noqa: E402
 from shared.config import VAR_DIR, amqp_ssl, amqp_uri  # noqa: E402
 from shared.deadletters import DeadLetters  # noqa: E402
+from shared.network import load_network  # noqa: E402
 
 
 def _print(value) -> None:
@@ -93,11 +97,26 @@ def _parser() -> argparse.ArgumentParser:
     complete.add_argument("order_id")
     complete.add_argument("result")
     _steering_commands(sub)
+    _reporting_commands(sub)
+    _assessment_commands(sub)
     letters = sub.add_parser("dead-letters", help="inspect, replay or discard dead letters")
     letters.add_argument("action", choices=("list", "show", "replay", "discard"))
     letters.add_argument("id", nargs="?")
     letters.add_argument("--all", action="store_true", help="replay every dead letter")
     return parser
+
+
+def _reporting_commands(sub) -> None:
+    """信息报送 (CONTRACT.md section 8)."""
+    report = sub.add_parser("file-report", help="report an incident up (first, progress, final)")
+    report.add_argument("incident_id")
+    report.add_argument("kind", choices=("first", "progress", "final"))
+    report.add_argument("text")
+    sub.add_parser("reports", help="the reports filed on an incident").add_argument("incident_id")
+    inbox = sub.add_parser("inbox", help="the reports a center received")
+    inbox.add_argument("center")
+    inbox.add_argument("--unacknowledged", action="store_true", help="only those not signed for")
+    sub.add_parser("acknowledge", help="签收: sign for a report").add_argument("report_id")
 
 
 def _steering_commands(sub) -> None:
@@ -131,6 +150,77 @@ def _steering_commands(sub) -> None:
     update.add_argument("incident_id")
     update.add_argument("reason")
     update.add_argument("changes", nargs="+", type=_change, help="FIELD=VALUE")
+
+
+def _assessment_commands(sub) -> None:
+    """Centers ranked and the notice (通报), over a calendar month."""
+    ranked = sub.add_parser("rank-centers", help="the centers below PARENT ranked, as a table")
+    ranked.add_argument("parent")
+    ranked.add_argument("month", type=_month, help="YYYY-MM, on the network's calendar")
+    notice = sub.add_parser("notice", help="通报: write a center's notice of a month to a file")
+    notice.add_argument("center")
+    notice.add_argument("month", type=_month, help="YYYY-MM, on the network's calendar")
+    notice.add_argument("--format", choices=["pdf", "html"], default="pdf")
+    notice.add_argument("--out", type=Path, help="default: the file name the service gives")
+
+
+def _month(text: str) -> tuple[int, int]:
+    try:
+        moment = datetime.strptime(text, "%Y-%m")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a month (YYYY-MM)") from None
+    return moment.year, moment.month
+
+
+def month_window(month: tuple[int, int], zone: ZoneInfo) -> tuple[str, str]:
+    """[since, until) of a calendar month at midnight in `zone`, ISO 8601."""
+    year, number = month
+    since = datetime(year, number, 1, tzinfo=zone)
+    until = datetime(year + number // 12, number % 12 + 1, 1, tzinfo=zone)
+    return since.isoformat(), until.isoformat()
+
+
+def _network_zone() -> ZoneInfo:
+    """The network's timezone: its months are the ones a notice counts."""
+    return load_network(os.environ.get("LINKAGE_NETWORK")).timezone
+
+
+def _rank_centers(rpc, args) -> int:
+    since, until = month_window(args.month, _network_zone())
+    rows = rpc.assessment.rank_centers(args.parent, since, until)
+    heads = ["rank", "center", "name", "score", "units", "orders", "satisfied", "returns"]
+    heads += ["urges", "overdue", "reports late/due"]
+
+    def number(value, pattern: str):
+        return None if value is None else pattern.format(value)
+
+    table = [
+        [
+            r["rank"],
+            r["center"],
+            r["name"],
+            number(r["score"], "{:.2f}"),
+            number(r.get("units_score"), "{:.2f}"),
+            r["orders"],
+            number(r["satisfaction_rate"], "{:.1%}"),
+            r["returns"],
+            r["urges"],
+            r["overdue_orders"],
+            f"{r['reports_late']}/{r['reports_due']}",
+        ]
+        for r in rows
+    ]
+    print(_table(heads, table))
+    return 0
+
+
+def _notice(rpc, args) -> int:
+    since, until = month_window(args.month, _network_zone())
+    answer = rpc.assessment.notice(args.center, since, until, args.format)
+    path = args.out or Path(answer["filename"])
+    path.write_bytes(base64.b64decode(answer["content_base64"]))
+    print(path)
+    return 0
 
 
 def _change(text: str) -> tuple[str, object]:
@@ -318,10 +408,22 @@ def _call(rpc, args) -> int:
         _print(rpc.dispatch.urge(args.order_id, args.note))
     elif args.command == "reassign":
         _print(rpc.dispatch.reassign(args.order_id, args.department, args.reason))
+    elif args.command == "file-report":
+        _print(rpc.escalation.file_report(args.incident_id, args.kind, args.text))
+    elif args.command == "reports":
+        _print(rpc.escalation.reports(args.incident_id))
+    elif args.command == "inbox":
+        _print(rpc.escalation.inbox(args.center, unacknowledged=args.unacknowledged or None))
+    elif args.command == "acknowledge":
+        _print(rpc.escalation.acknowledge(args.report_id))
     elif args.command == "duty":
         return _duty(rpc, args)
     elif args.command == "board":
         return _board(rpc, args)
+    elif args.command == "rank-centers":
+        return _rank_centers(rpc, args)
+    elif args.command == "notice":
+        return _notice(rpc, args)
     elif args.command == "close":
         summary = {"result": args.result}
         for name in ("casualties", "losses", "measures"):

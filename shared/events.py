@@ -274,6 +274,60 @@ class SatisfactionRecorded(Envelope):
     at = fields.AwareDateTime(required=True)
 
 
+REPORT_KINDS = ("first", "progress", "final")  # 初报, 续报, 终报
+DUE_REPORTS = ("first", "final")  # the ones with a deadline
+
+
+class ReportAnswer(Schema):
+    """A reporting duty a filed report answered: due when, and whether late."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    kind = fields.String(required=True, validate=validate.OneOf(DUE_REPORTS))
+    due_at = fields.AwareDateTime(required=True)
+    late = fields.Boolean(required=True)
+
+
+class ReportFiled(Envelope):
+    """信息报送: a report on an incident sent up to `recipients`, nearest first.
+    `owed_by` is the town's center, which owes the first and final reports;
+    `answers` the duties this report met (none for a progress report)."""
+
+    report_id = fields.String(required=True)
+    incident_id = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(REPORT_KINDS))
+    town = fields.String(required=True)
+    owed_by = fields.String(required=True)
+    filed_by = fields.String(required=True)
+    recipients = fields.List(fields.String(), required=True)
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+    answers = fields.List(fields.Nested(ReportAnswer), load_default=list)
+
+
+class ReportAcknowledged(Envelope):
+    """A receiving center has read the report (签收)."""
+
+    report_id = fields.String(required=True)
+    incident_id = fields.String(required=True)
+    center = fields.String(required=True)
+    operator = fields.String(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
+class ReportOverdue(Envelope):
+    """A first or final report not filed by its deadline: counted against
+    `center`, the town's center that owed it. Announced once."""
+
+    incident_id = fields.String(required=True)
+    town = fields.String(required=True)
+    center = fields.String(required=True)
+    kind = fields.String(required=True, validate=validate.OneOf(DUE_REPORTS))
+    due_at = fields.AwareDateTime(required=True)
+    at = fields.AwareDateTime(required=True)
+
+
 CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
     ("intake", "incident_received"): IncidentReceived,
     ("intake", "incident_transferred"): IncidentTransferred,
@@ -293,6 +347,9 @@ CONTRACTS: dict[tuple[str, str], type[Envelope]] = {
     ("dispatch", "order_urged"): OrderUrged,
     ("escalation", "incident_escalated"): IncidentEscalated,
     ("escalation", "incident_assigned_down"): IncidentAssignedDown,
+    ("escalation", "report_filed"): ReportFiled,
+    ("escalation", "report_acknowledged"): ReportAcknowledged,
+    ("escalation", "report_overdue"): ReportOverdue,
     ("assessment", "satisfaction_recorded"): SatisfactionRecorded,
 }
 

@@ -1,5 +1,6 @@
 """Assessment's own database: order records, incidents, command moves, ratings,
-the counts of each department per day, and the dashboards' last gauge values.
+the counts of each department per day, the dashboards' last gauge values,
+and the information reports the centers owed (report_duties).
 
 Every column but the keys is nullable where an event may not have arrived yet:
 a row is started by whichever event comes first (records.py explains why).
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-from sqlalchemy import BigInteger, Date, Float, Index, Integer, String
+from sqlalchemy import BigInteger, Boolean, Date, Float, Index, Integer, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import UtcDateTime, plumbing_tables
@@ -154,6 +155,21 @@ class CountedIncident(Base):
     __tablename__ = "counted_incidents"
 
     incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+
+
+class ReportDutyRow(Base):
+    """信息报送: a first or final report a town's center owed, and whether it
+    was late (reporting.ReportDuty; merged by reporting.merge_duty)."""
+
+    __tablename__ = "report_duties"
+    # a window's duties of some centers: rank_centers and the notice
+    __table_args__ = (Index("ix_report_duties_center_due", "center", "due_at"),)
+
+    incident_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(8), primary_key=True)
+    center: Mapped[str] = mapped_column(String(32))
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    late: Mapped[bool] = mapped_column(Boolean)
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)

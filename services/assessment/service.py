@@ -1,4 +1,5 @@
-"""The assessment service (管理考核): department scores and citizen satisfaction.
+"""The assessment service (管理考核): department scores and citizen satisfaction;
+centers ranked and the notice in centers.py.
 
 It keeps one record per work order, built from dispatch's events (an
 incident and its orders come as one dispatch decision, `orders_dispatched`),
@@ -18,6 +19,7 @@ from typing import Any
 from nameko.dependency_providers import Config
 
 from services.assessment import gauges, store
+from services.assessment.centers import CenterAssessment
 from services.assessment.gauges import GAUGE_REFRESH_S
 from services.assessment.metrics import rated
 from services.assessment.models import Base, outbox, processed_events
@@ -45,7 +47,7 @@ from shared.timers import every
 log = logging.getLogger(__name__)
 
 
-class AssessmentService:
+class AssessmentService(CenterAssessment):
     name = "assessment"
 
     db = Database(Base.metadata, outbox, processed_events)
@@ -187,9 +189,12 @@ class AssessmentService:
         return self.network.timezone
 
     def _assess(self, center: Any, since: Any, until: Any, *, totals: bool) -> dict:
+        start, end = self._window(center, since, until)
+        return self._assessed(center, start, end, totals=totals)
+
+    def _assessed(self, center: str, start: datetime, end: datetime, *, totals: bool) -> dict:
         """Counted from the day counts (and a partial first or last day's
         records), scored here."""
-        start, end = self._window(center, since, until)
         as_of = utcnow()
         departments = self.network.departments_of(center)
         codes = [d.code for d in departments]
@@ -203,11 +208,14 @@ class AssessmentService:
             row["name"] = names[row["department"]]
         return {**result, "as_of": as_of.isoformat()}
 
-    def _window(self, center: Any, since: Any, until: Any) -> tuple[datetime, datetime]:
+    def _window(
+        self, center: Any, since: Any, until: Any, errors: dict | None = None
+    ) -> tuple[datetime, datetime]:
         """The window's bounds, once the caller may see `center`'s scores: an
-        admin, or a center or auditor whose area holds it."""
+        admin, or a center or auditor whose area holds it. `errors`: the
+        caller's other arguments' problems, reported with these."""
         self.caller.require("center", "auditor")
-        errors: dict[str, list[str]] = {}
+        errors = {} if errors is None else errors
         if text_arg(errors, "center", center) and center not in self.network.centers:
             errors["center"] = [f"unknown center {center}"]
         elif not self.caller.is_admin:

@@ -15,14 +15,15 @@ from __future__ import annotations
 import functools
 import itertools
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 
 from sqlalchemy import (
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -44,6 +45,7 @@ from services.assessment.models import (
     GaugeValue,
     OrderRecordRow,
     RatingRow,
+    ReportDutyRow,
 )
 from services.assessment.records import (
     NOT_ESCALATIONS,
@@ -56,6 +58,7 @@ from services.assessment.records import (
     is_newer,
     merge,
 )
+from services.assessment.reporting import ReportDuty, merge_duty
 from services.assessment.scoring import (
     COUNT_FIELDS,
     WHOLE_CENTER,
@@ -68,7 +71,7 @@ from services.assessment.scoring import (
     split_window,
 )
 from shared.auth import Case
-from shared.db import UnitOfWork, insert_new
+from shared.db import UnitOfWork, UtcDateTime, insert_new
 from shared.events import RATINGS
 
 incidents = AssessedIncident.__table__
@@ -79,6 +82,7 @@ day_counts = DayCounts.__table__
 counted_incidents = CountedIncident.__table__
 refreshes = GaugeRefresh.__table__
 gauge_values = GaugeValue.__table__
+duties = ReportDutyRow.__table__
 
 _RECORD_COLUMNS = [records.c[name] for name in RECORD_FIELDS]
 _RATING_FIELDS = ("incident_id", "rating", "operator", "at", "event_id")
@@ -403,6 +407,154 @@ def rebuild_day_counts(connection: Connection, timezone: tzinfo) -> int:
         n += 1
     add_to_days(connection, totals)
     return n
+
+
+# -- reporting duties (信息报送), and what the notice reads beside the counts --
+
+_DUTY_FIELDS = ("incident_id", "kind", "center", "due_at", "late")
+_duty_for_update = (
+    select(*(duties.c[name] for name in _DUTY_FIELDS))
+    .where(duties.c.incident_id == bindparam("incident_id"), duties.c.kind == bindparam("kind"))
+    .with_for_update()
+)
+
+
+def add_duty(tx: UnitOfWork, duty: ReportDuty) -> bool:
+    """Add what one event tells of a reporting duty (reporting.merge_duty):
+    the first account inserts the row, a later one changes it only where the
+    merge does (locked, so two instances do not lose a `late`). Whether it changed."""
+    session = tx.session
+    if session.execute(insert_new(session, duties), asdict(duty)).rowcount == 1:
+        return True
+    row = session.execute(_duty_for_update, {"incident_id": duty.incident_id, "kind": duty.kind})
+    current = ReportDuty(**row.one()._asdict())
+    merged = merge_duty(current, duty)
+    if merged == current:
+        return False
+    tx.session.execute(
+        update(duties)
+        .where(duties.c.incident_id == duty.incident_id, duties.c.kind == duty.kind)
+        .values(center=merged.center, due_at=merged.due_at, late=merged.late)
+    )
+    return True
+
+
+_reporting_statement = (
+    select(
+        duties.c.center,
+        func.count().label("due"),
+        func.sum(case((duties.c.late, 1), else_=0)).label("late"),
+    )
+    .where(
+        duties.c.center.in_(bindparam("centers", expanding=True)),
+        duties.c.due_at >= bindparam("since", type_=UtcDateTime()),
+        duties.c.due_at < bindparam("until", type_=UtcDateTime()),
+    )
+    .group_by(duties.c.center)
+)
+
+
+def reporting_counts(
+    session: Session, centers: Collection[str], since: datetime, until: datetime
+) -> dict[str, tuple[int, int]]:
+    """(reports_due, reports_late) of each center with a duty due in
+    [since, until) (reporting.reporting_counts; index ix_report_duties_center_due)."""
+    if not centers:
+        return {}
+    parameters = {"centers": sorted(centers), "since": since, "until": until}
+    return {
+        row.center: (int(row.due), int(row.late or 0))
+        for row in session.execute(_reporting_statement, parameters)
+    }
+
+
+_daily_statement = (
+    select(day_counts.c.day, *(func.sum(day_counts.c[name]).label(name) for name in COUNT_FIELDS))
+    .where(
+        day_counts.c.department == WHOLE_CENTER,
+        day_counts.c.center.in_(bindparam("centers", expanding=True)),
+        day_counts.c.day >= bindparam("first"),
+        day_counts.c.day < bindparam("end"),
+    )
+    .group_by(day_counts.c.day)
+)
+
+
+def daily_counts(
+    session: Session, centers: Collection[str], first: date, end: date
+) -> dict[date, Counts]:
+    """The counts of the centers' orders together, per local day in [first,
+    end): whole days of the day counts only (one statement)."""
+    parameters = {"centers": sorted(centers), "first": first, "end": end}
+    return {
+        row.day: Counts(**{name: int(row._mapping[name] or 0) for name in COUNT_FIELDS})
+        for row in session.execute(_daily_statement, parameters)
+    }
+
+
+@functools.cache
+def _worst_statement(dialect: str):
+    """The most overdue orders of some centers dispatched in a window, by how
+    long past the deadline each was done (or returned, or is still not done
+    at `now`), worst first: the window's overdue orders only, by the
+    (center, dispatched_at) index, never the history."""
+    r = records.c
+    now = bindparam("now", type_=UtcDateTime())
+
+    def seconds(later, earlier):
+        if dialect == "postgresql":
+            return func.extract("epoch", later - earlier)
+        return (func.julianday(later) - func.julianday(earlier)) * 86400
+
+    def late(overdue_at, done_at, due):
+        lateness = seconds(func.coalesce(done_at, r.returned_at, now), due)
+        return func.coalesce(case((overdue_at.is_not(None), lateness), else_=0), 0)
+
+    accept = late(r.accept_overdue_at, r.accepted_at, r.accept_by)
+    arrive = late(r.arrive_overdue_at, r.arrived_at, r.arrive_by)
+    worst = (func.greatest if dialect == "postgresql" else func.max)(accept, arrive)
+    return (
+        select(
+            r.order_id,
+            r.incident_id,
+            r.center,
+            r.department,
+            r.category,
+            r.dispatched_at,
+            worst.label("late_s"),
+        )  # fmt: skip
+        .where(
+            r.center.in_(bindparam("centers", expanding=True)),
+            r.dispatched_at >= bindparam("since", type_=UtcDateTime()),
+            r.dispatched_at < bindparam("until", type_=UtcDateTime()),
+            r.cancelled_at.is_(None),
+            or_(r.accept_overdue_at.is_not(None), r.arrive_overdue_at.is_not(None)),
+            worst > 0,
+        )
+        .order_by(worst.desc(), r.order_id)
+        .limit(bindparam("limit"))
+    )
+
+
+def worst_overdue(
+    session: Session,
+    centers: Collection[str],
+    since: datetime,
+    until: datetime,
+    now: datetime,
+    limit: int,
+) -> list[dict[str, Any]]:
+    """Up to `limit` overdue orders of `centers` dispatched in [since, until),
+    most overdue first, each with `late_s` (seconds past its deadline)."""
+    statement = _worst_statement(_dialect_of(session))
+    parameters = {
+        "centers": sorted(centers),
+        "since": since,
+        "until": until,
+        "now": now,
+        "limit": limit,
+    }
+    return [row._asdict() for row in session.execute(statement, parameters)]
 
 
 # -- the dashboards' gauges: one instance computes, every instance shows ------

@@ -14,7 +14,14 @@ from shared.fields import text_arg
 from shared.network import Category, Network
 
 # the longest text each RPC argument may be
-ARGUMENT_LIMITS = {"incident_id": 64, "reason": 2000, "to_center": 32}
+ARGUMENT_LIMITS = {
+    "incident_id": 64,
+    "reason": 2000,
+    "to_center": 32,
+    "center": 32,
+    "report_id": 64,
+    "text": 4000,
+}
 
 
 def check_arguments(network: Network, **texts: object) -> None:
@@ -64,6 +71,7 @@ def incident_row(batch: dict, facts: rules.IncidentFacts) -> dict:
         "received_by": facts.center,
         "center": facts.center,
         "crowd_size": facts.crowd_size,
+        "casualties": batch["casualties"],
         "grade": facts.grade,
         "received_at": batch["received_at"],
         "moves": 0,

@@ -8,7 +8,7 @@ import logging
 from prometheus_client import Counter
 
 from services.escalation import rules
-from shared.events import ESCALATION_REASONS
+from shared.events import DUE_REPORTS, ESCALATION_REASONS, REPORT_KINDS
 from shared.network import LEVELS, Network
 
 log = logging.getLogger("services.escalation")
@@ -24,6 +24,23 @@ ESCALATIONS_REFUSED = Counter(
     ["reason"],
 )
 
+REPORTS_FILED = Counter(
+    "linkage_reports_filed_total",
+    "Information reports (信息报送) filed, by kind: first, progress, final.",
+    ["kind"],
+)
+REPORTS_OVERDUE = Counter(
+    "linkage_reports_overdue_total",
+    "First or final reports not filed by their deadline, by kind and by the "
+    "level of the center that owed them.",
+    ["kind", "level"],
+)
+
+for _kind in REPORT_KINDS:
+    REPORTS_FILED.labels(_kind)
+for _kind in DUE_REPORTS:
+    for _level in LEVELS:
+        REPORTS_OVERDUE.labels(_kind, _level)
 for _reason in ESCALATION_REASONS:  # at 0 from the start
     ESCALATIONS_REFUSED.labels(_reason)
     for _level in LEVELS:

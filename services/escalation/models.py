@@ -31,6 +31,7 @@ class CommandState(Base):
     # help and emergency incidents' lead orders move command when overdue
     request_type: Mapped[str | None] = mapped_column(String(16), nullable=True)
     crowd_size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    casualties: Mapped[int | None] = mapped_column(Integer, nullable=True)
     grade: Mapped[str | None] = mapped_column(String(3), nullable=True)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
     moves: Mapped[int] = mapped_column(Integer, default=0)
@@ -106,6 +107,59 @@ class OverdueCheck(Base):
     check_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class ReportDuty(Base):
+    """A report the town's center owes (信息报送): the first one (初报) from
+    the moment the incident must be reported, the final one (终报) from its
+    closing. `answered_at` when a report met it; `overdue_at` when the scan
+    announced it missed (once: the update is conditional on both being
+    empty). One duty of each kind per incident."""
+
+    __tablename__ = "report_duties"
+    __table_args__ = (UniqueConstraint("incident_id", "kind", name="uq_duty_incident_kind"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"))
+    kind: Mapped[str] = mapped_column(String(8))  # "first" or "final"
+    center: Mapped[str] = mapped_column(String(32))  # who owes it: the town's center
+    triggers: Mapped[str] = mapped_column(String(64))  # why, comma-separated
+    since: Mapped[datetime] = mapped_column(UtcDateTime)
+    due_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    answered_by: Mapped[str | None] = mapped_column(String(32), nullable=True)  # report id
+    overdue_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+
+
+class InfoReport(Base):
+    """A filed report (初报, 续报, 终报): the record, never pruned."""
+
+    __tablename__ = "info_reports"
+
+    report_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.incident_id"), index=True)
+    kind: Mapped[str] = mapped_column(String(8))
+    town: Mapped[str] = mapped_column(String(32))
+    filed_by: Mapped[str] = mapped_column(String(32))
+    operator: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    filed_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    event_id: Mapped[str] = mapped_column(String(64))
+
+
+class ReportReceipt(Base):
+    """A report as one receiving center has it: `seq` 1 is the nearest
+    ancestor; `acknowledged_at` once that center has signed for it (签收)."""
+
+    __tablename__ = "report_receipts"
+    __table_args__ = (UniqueConstraint("report_id", "center", name="uq_receipt_report_center"),)
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True, autoincrement=True)
+    report_id: Mapped[str] = mapped_column(ForeignKey("info_reports.report_id"))
+    center: Mapped[str] = mapped_column(String(32), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 outbox, processed_events = plumbing_tables(Base.metadata)

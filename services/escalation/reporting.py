@@ -32,9 +32,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from shared.events import REPORT_KINDS
 from shared.network import GRADES, LEVELS, Center, Network
 
-KINDS = ("first", "progress", "final")  # 初报, 续报, 终报
+KINDS = REPORT_KINDS
 # Why an incident must be reported; `report_up` is the category's flag.
 TRIGGERS = ("grade", "crowd_size", "casualties", "report_up")
 

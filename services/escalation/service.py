@@ -16,10 +16,11 @@ import functools
 import logging
 from collections.abc import Collection
 
-from services.escalation import domain, rules, store
+from services.escalation import domain, reporting, rules, store
 from services.escalation.metrics import count
 from services.escalation.models import Base, CommandState, outbox, processed_events
 from services.escalation.overdue import OverdueChecks
+from services.escalation.reports import InformationReports, reporting_facts
 from shared.auth import may_read, require
 from shared.db import Database, UnitOfWork
 from shared.dependencies import Authentication, NetworkProvider, api
@@ -33,7 +34,7 @@ from shared.retention import Retention
 log = logging.getLogger(__name__)
 
 
-class EscalationService(OverdueChecks):
+class EscalationService(OverdueChecks, InformationReports):
     name = "escalation"
 
     db = Database(Base.metadata, outbox, processed_events)
@@ -46,22 +47,30 @@ class EscalationService(OverdueChecks):
     @handles("dispatch", "orders_dispatched")
     def on_orders_dispatched(self, event: dict, tx: UnitOfWork) -> None:
         """The batch that first brings an incident decides where command starts
-        (crowd, grade, competence); every order of every batch is watched."""
+        (crowd, grade, competence) and whether it must be reported upward;
+        every order of every batch is watched."""
         facts = domain.facts(event, self.network)
         row = domain.incident_row(event, facts)
-        decision = rules.initial_command(facts, self.network)
-        if store.add_incident(tx, row) and decision is not None:
-            self._decide(tx, self._locked(tx, event["incident_id"]), decision)
+        if store.add_incident(tx, row):
+            decision = rules.initial_command(facts, self.network)
+            duty = reporting.duty_on_receipt(reporting_facts(row), row["received_at"], self.network)
+            if decision is not None or duty is not None:
+                state = self._locked(tx, event["incident_id"])
+                self._duty_from(tx, state, duty)
+                self._decide(tx, state, decision)
         store.watch(tx, domain.watched_orders(event))
 
     @handles("intake", "incident_updated")
     def on_incident_updated(self, event: dict, tx: UnitOfWork) -> None:
         """New facts are judged again from the center now in command: a crowd
-        grown to the city's threshold puts the city in command in one step."""
+        grown to the city's threshold puts the city in command in one step;
+        facts that now must be reported start the first report's clock."""
         self._require_incident(tx, event["incident_id"])
         state = self._locked(tx, event["incident_id"])
         facts = domain.facts({**event, "center": state.center}, self.network)
+        before = reporting_facts(state)
         store.update_facts(state, event)
+        self._reporting_after_update(tx, state, before, event["at"])
         self._decide(tx, state, rules.initial_command(facts, self.network))
 
     @handles("dispatch", "order_accepted")

@@ -35,7 +35,7 @@ def has_incident(session: Session, incident_id: str) -> bool:
 
 def update_facts(state: CommandState, event: dict) -> None:
     """An operator's update: the facts the rules judge by."""
-    for name in ("category", "request_type", "crowd_size", "grade"):
+    for name in ("category", "request_type", "crowd_size", "casualties", "grade"):
         setattr(state, name, event[name])
 
 

@@ -110,10 +110,16 @@ class Platform:
         return [p for p in self.processes if p.name == name]
 
     def stop(self) -> None:
-        for process in self.processes:
+        """SIGTERM to every process at once, then wait for each: they stop
+        side by side, as an orchestrator stops a deployment."""
+        running = [p for p in self.processes if p.process and p.process.poll() is None]
+        for process in running:
+            process.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        for process in running:
             try:
-                process.terminate(timeout=20)
-            except Exception:
+                process.process.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
                 process.kill()
 
     def logs(self) -> str:

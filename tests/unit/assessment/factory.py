@@ -277,3 +277,46 @@ def worked_example(center: str, t0: datetime) -> list[Event]:
             replaces="ow10" if i == 3 else None,
         )
     return events
+
+
+def report_overdue(incident_id: str, center: str, kind: str, due_at: datetime) -> Event:
+    """Escalation's `report_overdue`: `center` (a town's) missed the duty."""
+    payload = make_event(
+        "escalation",
+        "report_overdue",
+        incident_id=incident_id,
+        town=center,
+        center=center,
+        kind=kind,
+        due_at=due_at,
+        at=due_at + timedelta(seconds=5),
+    )
+    return ("escalation", "report_overdue", payload)
+
+
+def report_filed(
+    incident_id: str,
+    center: str,
+    kind: str,
+    at: datetime,
+    answers: Sequence[tuple[str, datetime]] = (),
+    *,
+    report_id: str | None = None,
+) -> Event:
+    """Escalation's `report_filed` by the town's center, answering the duties
+    `answers` ((kind, due_at) pairs; late when filed after due_at)."""
+    payload = make_event(
+        "escalation",
+        "report_filed",
+        report_id=report_id or f"r-{incident_id}-{kind}-{at.timestamp():.0f}",
+        incident_id=incident_id,
+        kind=kind,
+        town=center,
+        owed_by=center,
+        filed_by=center,
+        recipients=["511123", "511100"],
+        operator="duty-officer",
+        at=at,
+        answers=[{"kind": k, "due_at": due, "late": at > due} for k, due in answers],
+    )
+    return ("escalation", "report_filed", payload)
