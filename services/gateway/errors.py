@@ -17,7 +17,9 @@ STATUS = {
     "Forbidden": 403,
     "NotFound": 404,
     "MethodNotAllowed": 405,  # the path exists, not for this method
-    "MethodNotFound": 501,  # a route whose RPC this deployment does not have yet
+    # a route whose RPC the answering service lacks: a gateway newer than its
+    # services, in a rolling upgrade
+    "MethodNotFound": 501,
     "InvalidTransition": 409,
     "PayloadTooLarge": 413,
     "Unavailable": 503,

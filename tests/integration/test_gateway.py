@@ -13,7 +13,7 @@ import pytest
 from kombu import Connection, Exchange, Queue
 from prometheus_client import REGISTRY
 
-from services.gateway.routes import PENDING, ROUTES
+from services.gateway.routes import ROUTES
 from tests.conftest import BACKENDS, make_token, wait_for
 from tests.support.gateway import gateway_platform
 from tests.support.reports import DONGSHAN, report
@@ -216,24 +216,48 @@ def test_the_duty_room_and_the_scores_over_http(http):
     assert notice["center"] == DONGSHAN and "totals" in notice
 
 
-@pytest.mark.parametrize(
-    "route", [r for r in ROUTES if r.endpoint in PENDING], ids=lambda r: r.endpoint
-)
-def test_a_route_whose_rpc_the_services_lack_yet_answers_501(http, route):
-    """Routes of RPCs landing on main in parallel: until their service has
-    them, the gateway says so (501), never a 500; once merged, this test
-    leaves them to the tests that come with them."""
-    from services import service_classes
+def test_information_reports_the_ranking_and_the_notice_over_http(http):
+    incident = submitted(http, category="mass.gathering", crowd_size=40)  # must be reported
+    orders_of(http, incident)
+    first = {"kind": "first", "text": "东山镇政府门前约 40 人聚集"}
+    filed = ok(
+        wait_for(
+            lambda: (
+                r
+                if (
+                    r := http.post(
+                        f"/api/v1/incidents/{incident}/information-reports",
+                        token=CENTER,
+                        json=first,
+                    )
+                ).status_code
+                != 404
+                else None
+            ),
+            message="escalation knows the incident",
+        )
+    )
+    listed = ok(http.get(f"/api/v1/incidents/{incident}/information-reports", token=CENTER))
+    assert [r["report_id"] for r in listed] == [filed["report_id"]]
+    county = make_token("center", "duty-qianwei", center=COUNTY)
+    inbox = ok(
+        http.get(f"/api/v1/centers/{COUNTY}/inbox", token=county, params={"unacknowledged": "true"})
+    )
+    assert filed["report_id"] in {r["report_id"] for r in inbox}
+    ok(http.post(f"/api/v1/information-reports/{filed['report_id']}/acknowledge", token=county))
+    inbox = ok(
+        http.get(f"/api/v1/centers/{COUNTY}/inbox", token=county, params={"unacknowledged": "true"})
+    )
+    assert filed["report_id"] not in {r["report_id"] for r in inbox}
 
-    [cls] = service_classes([route.service])
-    if hasattr(cls, route.rpc):
-        pytest.skip(f"{route.endpoint} is merged: tested with its service")
-    path = route.rule
-    for name in route.path_params:
-        path = path.replace(f"<{name}>", "x")
-    args = {a.name: "true" if a.kind is bool else "2026-01-01T00:00:00+00:00" for a in route.args}
-    kwargs = {"params": args} if route.in_query else {"json": args}
-    error_of(http.call(route.method, path, **kwargs), 501, "MethodNotFound")
+    window = {"since": "2026-01-01T00:00:00+08:00", "until": "2100-01-01T00:00:00+08:00"}
+    ranked = ok(http.get(f"/api/v1/centers/{COUNTY}/ranking", token=county, params=window))
+    assert DONGSHAN in {row["center"] for row in ranked}
+    notice = http.get(
+        f"/api/v1/centers/{DONGSHAN}/notice", token=CENTER, params={**window, "format": "html"}
+    )
+    assert notice.status_code == 200 and notice.headers["Content-Type"].startswith("text/html")
+    assert "attachment" in notice.headers["Content-Disposition"] and "<html" in notice.text
 
 
 # -- errors --------------------------------------------------------------------------

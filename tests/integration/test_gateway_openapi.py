@@ -18,7 +18,6 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services import service_classes
 from services.gateway.routes import ROUTES
 from tests.conftest import make_token
 from tests.support.gateway import gateway_platform
@@ -35,12 +34,6 @@ CHECKS = [
 EXAMPLES = 10
 
 
-def not_on_this_deployment() -> list[str]:
-    """Routes of RPCs still landing on main (501 until merged; see test_gateway)."""
-    classes = {cls.name: cls for cls in service_classes()}
-    return [f"{r.service}_{r.rpc}" for r in ROUTES if not hasattr(classes[r.service], r.rpc)]
-
-
 @pytest.fixture(scope="module")
 def live(tmp_path_factory):
     with gateway_platform("postgresql", tmp_path_factory.mktemp("openapi")) as http:
@@ -52,11 +45,7 @@ def api_schema(live):
     return schemathesis.openapi.from_url(f"{live.url}/openapi.json")
 
 
-PENDING_HERE = set(not_on_this_deployment())
-OPERATIONS = [r for r in ROUTES if f"{r.service}_{r.rpc}" not in PENDING_HERE]
-
-
-@pytest.mark.parametrize("route", OPERATIONS, ids=lambda r: f"{r.method} {r.template}")
+@pytest.mark.parametrize("route", ROUTES, ids=lambda r: f"{r.method} {r.template}")
 def test_the_live_gateway_answers_as_its_openapi_document_says(route, api_schema, live):
     operation = api_schema[route.template][route.method]
     headers = {"Authorization": f"Bearer {make_token()}"}
