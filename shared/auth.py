@@ -177,6 +177,15 @@ def may_read(caller: Caller, network: Network, case: Case) -> bool:
     return False
 
 
+def may_watch_center(caller: Caller, network: Network, center: str) -> bool:
+    """Whether `caller` may read what belongs to `center` itself (its duty
+    roster, board, inbox): an admin, or a center or auditor whose area holds
+    it."""
+    if caller.is_admin:
+        return True
+    return caller.kind in ("center", "auditor") and center in area(network, caller.center)
+
+
 def may_steer(caller: Caller, network: Network, case: Case) -> bool:
     """Whether `caller` may change the case (update, close, add or cancel
     orders, rate it, report on it): an admin, or a center it is in scope for."""

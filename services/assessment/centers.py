@@ -19,7 +19,7 @@ from eventlet import tpool
 from eventlet.semaphore import Semaphore
 
 from services.assessment import ranking, store
-from services.assessment.notice import FORMATS, MAX_WORST_CASES, render_notice
+from services.assessment.notice import FORMATS, HEADLINE_KEYS, MAX_WORST_CASES, render_notice
 from services.assessment.reporting import duties_answered, duty_overdue
 from services.assessment.scoring import WHOLE_CENTER, Counts, figures_of, local_day, scored_weights
 from shared.auth import area
@@ -125,19 +125,8 @@ class CenterAssessment:
             daily = self._daily(session, codes, start, end)
             worst = store.worst_overdue(session, codes, start, end, now, MAX_WORST_CASES)
         figures = figures_of(units, self.network.weights)
-        headline = {
-            key: getattr(figures, key)
-            for key in (
-                "orders",
-                "completed",
-                "satisfaction_rate",
-                "accepted_on_time_rate",
-                "arrived_on_time_rate",
-                "returns",
-                "urges",
-                "overdue",
-            )
-        }
+        of_units = [key for key in HEADLINE_KEYS if not key.startswith("reports_")]
+        headline = {key: getattr(figures, key) for key in of_units}
         headline["reports_due"] = sum(due for due, _ in reports.values())
         headline["reports_late"] = sum(late for _, late in reports.values())
         return {

@@ -12,7 +12,7 @@ from datetime import date
 from typing import Any
 
 from services.dispatch import duty_store, routing
-from shared.auth import area, require
+from shared.auth import may_watch_center, require
 from shared.dependencies import api
 from shared.errors import NotFound, ValidationError
 from shared.events import utcnow
@@ -119,11 +119,4 @@ class DutyRoom:
         """Rosters and the board of a center: its area's centers and auditors, admins."""
         if center not in self.network.centers:
             raise ValidationError({"center": ["is not a center of this network"]})
-        caller = self.caller
-        require(
-            caller.is_admin
-            or (
-                caller.kind in ("center", "auditor") and center in area(self.network, caller.center)
-            ),
-            f"the duty room of {center}",
-        )
+        require(may_watch_center(self.caller, self.network, center), f"the duty room of {center}")

@@ -23,7 +23,7 @@ from services.escalation import report_store as reports_db
 from services.escalation.metrics import REPORTS_FILED, REPORTS_OVERDUE
 from services.escalation.models import CommandState, InfoReport
 from shared import config
-from shared.auth import area, may_read, require
+from shared.auth import may_read, may_watch_center, require
 from shared.db import UnitOfWork, is_transient
 from shared.dependencies import api
 from shared.errors import NotFound, ValidationError
@@ -215,14 +215,7 @@ class InformationReports:
         """A center's inbox: its area's centers and auditors, admins."""
         if center not in self.network.centers:
             raise ValidationError({"center": ["is not a center of this network"]})
-        caller = self.caller
-        require(
-            caller.is_admin
-            or (
-                caller.kind in ("center", "auditor") and center in area(self.network, caller.center)
-            ),
-            f"the inbox of {center}",
-        )
+        require(may_watch_center(self.caller, self.network, center), f"the inbox of {center}")
 
     @staticmethod
     def _report_views(session, found: list[InfoReport]) -> list[dict]:
