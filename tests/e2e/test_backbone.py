@@ -14,7 +14,7 @@ import requests
 from services.dispatch import routing
 from shared.network import load_network
 from tests.conftest import cluster_rpc, wait_for
-from tests.support.processes import ROOT, ServiceProcess
+from tests.support.processes import ROOT, ServiceProcess, free_port
 from tests.support.reports import DONGSHAN, report
 
 pytestmark = pytest.mark.e2e
@@ -120,6 +120,7 @@ def test_the_readme_commands_bring_the_platform_up_and_a_report_comes_back_as_or
         "AMQP_URI": broker_uri,
         "LINKAGE_VAR_DIR": str(tmp_path / "var"),
         "INTAKE_METRICS_PORT": str(ServiceProcess("intake", {}, tmp_path).port),
+        "GATEWAY_PORT": str(free_port()),  # 8080 may be taken on a CI machine
     }
     # as `make run` does: a development secret under var/, which the client finds
     env.pop("LINKAGE_AUTH_SECRET")
