@@ -38,13 +38,17 @@ def duties(session: Session, incident_id: str) -> list[ReportDuty]:
     )
 
 
-def withdraw_open_final(tx: UnitOfWork, incident_id: str) -> None:
-    """A reopened incident owes no final report until it closes again; a final
-    duty already answered or already announced missed stays (the record)."""
+def withdraw_open_final(tx: UnitOfWork, incident_id: str, before: datetime) -> None:
+    """A reopened incident owes no final report until it closes again: the
+    final duty of a closing before `before` goes; one of a later closing
+    (whose event came first: the queues are not ordered with each other)
+    stays, and so does one already answered or announced missed (the
+    record)."""
     tx.session.execute(
         delete(ReportDuty).where(
             ReportDuty.incident_id == incident_id,
             ReportDuty.kind == "final",
+            ReportDuty.since < before,
             ReportDuty.answered_at.is_(None),
             ReportDuty.overdue_at.is_(None),
         )

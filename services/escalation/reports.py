@@ -21,7 +21,7 @@ from datetime import datetime
 from services.escalation import domain, reporting, store
 from services.escalation import report_store as reports_db
 from services.escalation.metrics import REPORTS_FILED, REPORTS_OVERDUE
-from services.escalation.models import CommandState, InfoReport
+from services.escalation.models import CommandState, InfoReport, ReportDuty
 from shared import config
 from shared.auth import may_read, may_watch_center, require
 from shared.db import UnitOfWork, is_transient
@@ -87,7 +87,7 @@ class InformationReports:
         state = self._locked(tx, event["incident_id"])
         if reports_db.duty(tx.session, state.incident_id, "first") is None:
             return  # never had to be reported
-        reports_db.withdraw_open_final(tx, state.incident_id)
+        reports_db.withdraw_open_final(tx, state.incident_id, before=event["at"])
         row = {
             "incident_id": state.incident_id,
             "kind": "final",
@@ -104,7 +104,7 @@ class InformationReports:
         """Open again: no final report is due until it closes again."""
         self._require_incident(tx, event["incident_id"])
         self._locked(tx, event["incident_id"])
-        reports_db.withdraw_open_final(tx, event["incident_id"])
+        reports_db.withdraw_open_final(tx, event["incident_id"], before=event["at"])
 
     # -- filing, reading, signing (RPC) ----------------------------------------------
 
@@ -273,6 +273,20 @@ class InformationReports:
     def _count_missed(self, incident_id: str, kind: str, center: str) -> None:
         REPORTS_OVERDUE.labels(kind, self.network.centers[center].level).inc()
         log.info("incident %s: the %s report of %s is overdue", incident_id, kind, center)
+
+
+def duty_view(duty: ReportDuty) -> dict:
+    """A report owed: `first` or `final`, who owes it, by when, met by which
+    report and when, or announced missed."""
+    return {
+        "kind": duty.kind,
+        "center": duty.center,
+        "triggers": duty.triggers.split(","),
+        "due_at": duty.due_at.isoformat(),
+        "answered_at": duty.answered_at.isoformat() if duty.answered_at else None,
+        "answered_by": duty.answered_by,
+        "overdue": duty.overdue_at is not None,
+    }
 
 
 def report_view(filed: InfoReport) -> dict:

@@ -17,10 +17,11 @@ import logging
 from collections.abc import Collection
 
 from services.escalation import domain, reporting, rules, store
+from services.escalation import report_store as reports_db
 from services.escalation.metrics import count
 from services.escalation.models import Base, CommandState, outbox, processed_events
 from services.escalation.overdue import OverdueChecks
-from services.escalation.reports import InformationReports, reporting_facts
+from services.escalation.reports import InformationReports, duty_view, reporting_facts
 from shared.auth import may_read, require
 from shared.db import Database, UnitOfWork
 from shared.dependencies import Authentication, NetworkProvider, api
@@ -152,10 +153,12 @@ class EscalationService(OverdueChecks, InformationReports):
 
     @api
     def command(self, incident_id: str) -> dict:
-        """Who commands the incident now, and how command got there."""
+        """Who commands the incident now, how command got there, and the
+        reports (信息报送) it owes: each duty's deadline and whether met."""
         with self.db.read() as session:
             state, chain = self._chain(session, incident_id)
-            return domain.command_view(state, chain, self.network)
+            duties = [duty_view(d) for d in reports_db.duties(session, incident_id)]
+            return {**domain.command_view(state, chain, self.network), "reporting": duties}
 
     def _chain(self, session, incident_id) -> tuple[CommandState, list[dict]]:
         domain.check_arguments(self.network, incident_id=incident_id)

@@ -97,6 +97,11 @@ def test_a_late_first_report_is_announced_once_and_the_county_signs_for_it(
     assert (acknowledged["center"], acknowledged["operator"]) == (QIANWEI, "犍为县值班员")
     assert len(rpc.escalation.inbox(CITY, unacknowledged=True)) == 1  # the city has not signed
 
+    [owed] = rpc.escalation.command(incident)["reporting"]  # what the duty room sees
+    assert (owed["kind"], owed["center"], owed["overdue"]) == ("first", DONGSHAN, True)
+    assert owed["triggers"] == ["crowd_size", "report_up"]
+    assert owed["answered_by"] == filed["report_id"]
+
     [record] = rpc.escalation.reports(incident)
     assert [(r["center"], r["acknowledged_by"]) for r in record["recipients"]] == [
         (QIANWEI, "犍为县值班员"),
@@ -113,10 +118,13 @@ def test_an_update_that_makes_the_incident_reportable_starts_the_clock(
     orders_of(rpc, incident)
     events.drain(timeout=2.5)
     assert events.of_type("report_overdue") == []
+    assert rpc.escalation.command(incident)["reporting"] == []
 
     rpc.intake.update_incident(incident, {"casualties": 2}, "两人受伤送医")
     [missed] = announced(events, "report_overdue")
     assert (missed["incident_id"], missed["kind"]) == (incident, "first")
+    [owed] = rpc.escalation.command(incident)["reporting"]
+    assert (owed["triggers"], owed["overdue"], owed["answered_at"]) == (["casualties"], True, None)
 
 
 def test_an_on_time_first_report_and_the_final_report_after_closing(

@@ -4,20 +4,15 @@ the chain and announced through the outbox."""
 
 import json
 from datetime import timedelta
-from types import SimpleNamespace
 
 import pytest
 from prometheus_client import REGISTRY
 from sqlalchemy import select
 
-from services.escalation.models import Base, WatchedOrder, outbox, processed_events
-from services.escalation.service import EscalationService
+from services.escalation.models import WatchedOrder, outbox
 from shared.auth import Caller
-from shared.db import Database, Store
 from shared.errors import Forbidden, NotFound, RetryLater, ValidationError
 from shared.events import InvalidEvent, make_event, utcnow
-from shared.network import load_network
-from tests.support.databases import migrated_sqlite
 
 CITY = "511100"
 QIANWEI = "511123"
@@ -30,32 +25,6 @@ ADMIN = Caller(sub="admin-1", kind="admin")
 TOWN_DUTY = Caller(sub="值班员-张", kind="center", center=DONGSHAN)
 COUNTY_DUTY = Caller(sub="县值班员", kind="center", center=QIANWEI)
 CITY_DUTY = Caller(sub="市值班员", kind="center", center=CITY)
-
-
-@pytest.fixture(scope="module")
-def network():
-    return load_network()
-
-
-@pytest.fixture
-def database(tmp_path):
-    db = Database(Base.metadata, outbox, processed_events)
-    db.container = SimpleNamespace(
-        service_name="escalation",
-        config={"DATABASE_URLS": {"escalation": migrated_sqlite(tmp_path / "db", "escalation")}},
-    )
-    db.setup()
-    db.start()
-    yield db
-    db.stop()
-
-
-@pytest.fixture
-def service(database, network):
-    from nameko.testing.services import worker_factory
-
-    worker = worker_factory(EscalationService, db=Store(database), network=network)
-    return acting_as(worker, ADMIN)
 
 
 def acting_as(service, caller: Caller):
