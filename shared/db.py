@@ -16,7 +16,7 @@ import functools
 import json
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from datetime import UTC, datetime
 
@@ -326,6 +326,24 @@ class Database(DependencyProvider):
             for callback in self.on_commit:
                 callback(tx)
         tx.committed()
+
+
+def each_in_turn(items: Iterable, step: Callable, what: str) -> list:
+    """One scan: `step(item)` for each item (each its own transaction); the
+    answers of the steps that ran. A step failing for good is logged and
+    skipped, so it cannot starve the items after it; a transient failure
+    (the database away) ends the scan, the rest waiting for the next one."""
+    answers = []
+    for item in items:
+        try:
+            answers.append(step(item))
+        except Exception as exc:
+            if not is_transient(exc):
+                log.exception("%s %s could not be handled", what, item)
+                continue
+            log.warning("%s: %s; retrying next scan", what, type(exc).__name__)
+            break
+    return answers
 
 
 def retrying(action: Callable, attempts: int = 4, first_delay: float = 0.2):

@@ -9,17 +9,14 @@ Mixed into `EscalationService`: its entrypoints, beside the service's own.
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from services.escalation import domain, rules, store
 from shared import config
-from shared.db import UnitOfWork, is_transient
+from shared.db import UnitOfWork, each_in_turn
 from shared.events import utcnow
 from shared.messaging import handles
 from shared.timers import every
-
-log = logging.getLogger(__name__)
 
 MOVES_COMMAND = ("help", "emergency")
 
@@ -50,19 +47,10 @@ class OverdueChecks:
         """Resolve the checks due by `now`; how many moved command."""
         with self.db.read() as session:
             due = store.due_checks(session, now)
-        moved = 0
-        for check_id in due:
-            try:
-                outcome = self._resolve_check(check_id, now)
-            except Exception as exc:
-                # left pending, tried again next scan; the others still get their turn
-                if not is_transient(exc):
-                    log.exception("overdue check %s could not be resolved", check_id)
-                    continue
-                log.warning("overdue checks: %s; retrying next scan", type(exc).__name__)
-                break
-            moved += isinstance(outcome, rules.Move)
-        return moved
+        outcomes = each_in_turn(
+            due, lambda check_id: self._resolve_check(check_id, now), "overdue check"
+        )
+        return sum(isinstance(outcome, rules.Move) for outcome in outcomes)
 
     def _resolve_check(self, check_id: int, now: datetime) -> rules.Verdict:
         with self.db.transaction() as tx:

@@ -24,7 +24,7 @@ from services.escalation.metrics import REPORTS_FILED, REPORTS_OVERDUE
 from services.escalation.models import CommandState, InfoReport, ReportDuty
 from shared import config
 from shared.auth import may_read, may_watch_center, require
-from shared.db import UnitOfWork, is_transient
+from shared.db import UnitOfWork, each_in_turn
 from shared.dependencies import api
 from shared.errors import NotFound, ValidationError
 from shared.events import REPORT_KINDS, utcnow
@@ -236,17 +236,9 @@ class InformationReports:
         """Announce the duties missed by `now`; how many this instance announced."""
         with self.db.read() as session:
             due = reports_db.due_duties(session, now)
-        announced = 0
-        for duty_id in due:
-            try:
-                announced += self._announce_missed(duty_id, now)
-            except Exception as exc:
-                if not is_transient(exc):  # the others still get their turn
-                    log.exception("report duty %s could not be checked", duty_id)
-                    continue
-                log.warning("report duties: %s; retrying next scan", type(exc).__name__)
-                break
-        return announced
+        return sum(
+            each_in_turn(due, lambda duty_id: self._announce_missed(duty_id, now), "report duty")
+        )
 
     def _announce_missed(self, duty_id: int, now: datetime) -> bool:
         with self.db.transaction() as tx:

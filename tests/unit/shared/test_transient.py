@@ -56,3 +56,24 @@ def test_a_database_away_or_locked_is_transient():
 
 def test_a_bug_is_not_transient():
     assert not is_transient(KeyError("center"))
+
+
+def test_a_scan_skips_an_item_failing_for_good_and_stops_at_the_database_going_away():
+    from shared.db import each_in_turn
+
+    broken = sqlite_error("SELECT * FROM work_orders")  # never transient
+    away = OperationalError("SELECT 1", {}, psycopg2.OperationalError("server closed"))
+    assert not is_transient(broken) and is_transient(away)
+    tried = []
+
+    def step(item):
+        tried.append(item)
+        if item == 2:
+            raise broken
+        if item == 4:
+            raise away
+        return item * 10
+
+    # 2 keeps failing but 3 still gets its turn; 4 finds the database away: 5 waits
+    assert each_in_turn([1, 2, 3, 4, 5], step, "check") == [10, 30]
+    assert tried == [1, 2, 3, 4]
