@@ -18,12 +18,12 @@ import functools
 import logging
 from datetime import datetime
 
-from services.escalation import domain, reporting, store
+from services.escalation import domain, reporting
 from services.escalation import report_store as reports_db
 from services.escalation.metrics import REPORTS_FILED, REPORTS_OVERDUE
 from services.escalation.models import CommandState, InfoReport, ReportDuty
 from shared import config
-from shared.auth import may_read, may_watch_center, require
+from shared.auth import may_watch_center, require
 from shared.db import UnitOfWork, each_in_turn
 from shared.dependencies import api
 from shared.errors import NotFound, ValidationError
@@ -203,13 +203,6 @@ class InformationReports:
                 fields = {"report_id": report_id, "incident_id": filed.incident_id}
                 tx.emit("report_acknowledged", **fields, center=center, operator=caller.sub, at=at)
             return self._report_views(tx.session, [filed])[0]
-
-    def _readable(self, session, incident_id: str) -> CommandState:
-        state = store.state(session, incident_id)
-        if state is None:
-            raise NotFound(f"no incident {incident_id}")
-        require(may_read(self.caller, self.network, store.case(session, state)), incident_id)
-        return state
 
     def _require_center_room(self, center: str) -> None:
         """A center's inbox: its area's centers and auditors, admins."""

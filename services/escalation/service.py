@@ -162,12 +162,17 @@ class EscalationService(OverdueChecks, InformationReports):
 
     def _chain(self, session, incident_id) -> tuple[CommandState, list[dict]]:
         domain.check_arguments(self.network, incident_id=incident_id)
+        state = self._readable(session, incident_id)
+        return state, [domain.move_view(m) for m in store.chain(session, incident_id)]
+
+    def _readable(self, session, incident_id: str) -> CommandState:
+        """The incident, if it exists and the caller may read it."""
         state = store.state(session, incident_id)
         if state is None:
             raise NotFound(f"no incident {incident_id}")
         case = store.case(session, state)
         require(may_read(self.caller, self.network, case), f"incident {incident_id}")
-        return state, [domain.move_view(m) for m in store.chain(session, incident_id)]
+        return state
 
     def _commanding_center(self) -> str | None:
         """A center moves command, if in command (rules); an admin for any (None)."""
